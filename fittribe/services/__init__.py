@@ -1,0 +1,1 @@
+"""Business rules. No Flask request objects in here: views pass plain values in."""

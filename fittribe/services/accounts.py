@@ -1,0 +1,115 @@
+"""Sign-up, log-in checks and password resets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from slugify import slugify
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from ..models import Role, TrainerProfile, User
+
+RESET_SALT = "password-reset"
+
+
+@cache
+def _dummy_password_hash() -> str:
+    # Checked against when the email is unknown, so response time doesn't reveal accounts.
+    return generate_password_hash("not-a-real-password", method="scrypt")
+
+
+class AccountError(ValueError):
+    """A rule was broken; `field` names the form field the message belongs to."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class SignUp:
+    email: str
+    password: str
+    name: str
+    role: Role
+    time_zone: str = "UTC"
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def find_user_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == normalise_email(email)))
+
+
+def register(data: SignUp) -> User:
+    """Create a member or trainer account (trainers start unapproved). Admins are never
+    created through sign-up."""
+    if data.role not in (Role.MEMBER, Role.TRAINER):
+        raise AccountError("role", "Choose member or trainer.")
+    email = normalise_email(data.email)
+    if find_user_by_email(email) is not None:
+        raise AccountError("email", "An account with this email already exists. Log in or reset your password.")
+    user = User(email=email, name=data.name.strip(), role=data.role, time_zone=data.time_zone)
+    user.set_password(data.password)
+    db.session.add(user)
+    if data.role is Role.TRAINER:
+        db.session.add(TrainerProfile(user=user, display_name=user.name, slug=unique_trainer_slug(user.name),
+                                      time_zone=data.time_zone))
+    db.session.commit()
+    return user
+
+
+def unique_trainer_slug(name: str) -> str:
+    base = slugify(name, max_length=60) or "trainer"
+    taken = set(db.session.scalars(
+        select(TrainerProfile.slug).where(TrainerProfile.slug.like(f"{base}%"))
+    ))
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user when email and password match and the account is not suspended."""
+    user = find_user_by_email(email)
+    if user is None:
+        check_password_hash(_dummy_password_hash(), password)
+        return None
+    if not user.check_password(password):
+        return None
+    return user
+
+
+def _reset_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=RESET_SALT)
+
+
+def make_reset_token(user: User) -> str:
+    # Part of the current hash goes in, so the token dies once the password changes.
+    return _reset_serializer().dumps({"uid": user.id, "pw": user.password_hash[-16:]})
+
+
+def user_for_reset_token(token: str) -> User | None:
+    try:
+        data = _reset_serializer().loads(token, max_age=current_app.config["PASSWORD_RESET_MAX_AGE"])
+    except (SignatureExpired, BadSignature):
+        return None
+    if not isinstance(data, dict):
+        return None
+    user = db.session.get(User, data.get("uid")) if isinstance(data.get("uid"), int) else None
+    if user is None or user.password_hash[-16:] != data.get("pw") or not user.is_active:
+        return None
+    return user
+
+
+def reset_password(user: User, new_password: str) -> None:
+    user.set_password(new_password)
+    db.session.commit()
+

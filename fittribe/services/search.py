@@ -1,0 +1,108 @@
+"""Trainer search: filters, ranking and pagination over approved trainers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import Select, and_, cast, exists, Float, or_, select
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Specialty, TrainerLanguage, TrainerProfile, trainer_specialties
+
+# Bayesian average: every trainer starts with PRIOR_WEIGHT phantom reviews of PRIOR_MEAN
+# stars, so one 5★ review does not outrank two hundred 4.9★ ones.
+PRIOR_MEAN = 4.0
+PRIOR_WEIGHT = 10
+
+SORTS = {
+    "rating": "Top rated",
+    "price_asc": "Price: low to high",
+    "price_desc": "Price: high to low",
+    "available": "Soonest available",
+}
+
+# Languages trainers can coach in (ISO 639-1), with names for the filter.
+LANGUAGES = {
+    "en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian",
+    "pt": "Portuguese", "nl": "Dutch", "pl": "Polish", "sv": "Swedish", "ja": "Japanese",
+    "zh": "Chinese", "hi": "Hindi", "ar": "Arabic", "ru": "Russian", "ko": "Korean",
+}
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    text: str = ""
+    specialty: str | None = None
+    min_price_cents: int | None = None
+    max_price_cents: int | None = None
+    min_rating: Decimal | None = None
+    language: str | None = None
+    sort: str = "rating"
+    page: int = 1
+
+
+def bayesian_rating():
+    avg = cast(TrainerProfile.rating_avg, Float)
+    return (avg * TrainerProfile.rating_count + PRIOR_MEAN * PRIOR_WEIGHT) / (TrainerProfile.rating_count + PRIOR_WEIGHT)
+
+
+def listed_trainers() -> Select:
+    """Approved trainers whose account is in good standing: the only ones shown publicly."""
+    from ..models import User
+
+    return (
+        select(TrainerProfile)
+        .join(TrainerProfile.user)
+        .where(TrainerProfile.is_approved.is_(True), User.is_suspended.is_(False))
+        .options(selectinload(TrainerProfile.specialties), selectinload(TrainerProfile.language_rows))
+    )
+
+
+def search_trainers(filters: SearchFilters, per_page: int) -> Pagination:
+    query = listed_trainers()
+    conditions = []
+    if filters.text:
+        conditions.append(or_(TrainerProfile.display_name.icontains(filters.text, autoescape=True),
+                              TrainerProfile.headline.icontains(filters.text, autoescape=True)))
+    if filters.specialty:
+        conditions.append(exists().where(
+            trainer_specialties.c.trainer_id == TrainerProfile.id,
+            trainer_specialties.c.specialty_id == Specialty.id,
+            Specialty.slug == filters.specialty,
+        ))
+    if filters.min_price_cents is not None:
+        conditions.append(TrainerProfile.price_cents >= filters.min_price_cents)
+    if filters.max_price_cents is not None:
+        conditions.append(TrainerProfile.price_cents <= filters.max_price_cents)
+    if filters.min_rating is not None:
+        conditions.append(and_(TrainerProfile.rating_count > 0, TrainerProfile.rating_avg >= filters.min_rating))
+    if filters.language:
+        conditions.append(exists().where(TrainerLanguage.trainer_id == TrainerProfile.id,
+                                         TrainerLanguage.code == filters.language))
+    if conditions:
+        query = query.where(*conditions)
+    query = query.order_by(*_ordering(filters.sort), TrainerProfile.id)
+    return db.paginate(query, page=filters.page, per_page=per_page, error_out=False, max_per_page=per_page)
+
+
+def _ordering(sort: str) -> list:
+    if sort == "price_asc":
+        return [TrainerProfile.price_cents.asc()]
+    if sort == "price_desc":
+        return [TrainerProfile.price_cents.desc()]
+    # "available" ranks like "rating" until trainers publish availability (booking issue).
+    return [bayesian_rating().desc()]
+
+
+def top_trainers(limit: int) -> list[TrainerProfile]:
+    return list(db.session.scalars(listed_trainers().order_by(bayesian_rating().desc(), TrainerProfile.id).limit(limit)))
+
+
+def all_specialties() -> list[Specialty]:
+    return list(db.session.scalars(select(Specialty).order_by(Specialty.name)))
+
+
+def find_listed_trainer(slug: str) -> TrainerProfile | None:
+    return db.session.scalar(listed_trainers().where(TrainerProfile.slug == slug))

@@ -1,0 +1,52 @@
+"""Trainer profiles: editing by the trainer, approval by admins."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Specialty, TrainerProfile
+
+
+@dataclass(frozen=True)
+class ProfileUpdate:
+    display_name: str
+    headline: str
+    bio: str
+    price: Decimal
+    years_experience: int
+    specialty_slugs: list[str]
+    languages: list[str]
+    time_zone: str
+
+
+def update_profile(trainer: TrainerProfile, data: ProfileUpdate) -> None:
+    trainer.display_name = data.display_name.strip()
+    trainer.headline = data.headline.strip()
+    trainer.bio = data.bio.strip()
+    trainer.price_cents = int(data.price * 100)
+    trainer.years_experience = data.years_experience
+    trainer.specialties = list(db.session.scalars(select(Specialty).where(Specialty.slug.in_(data.specialty_slugs))))
+    trainer.languages = data.languages
+    trainer.time_zone = data.time_zone
+    db.session.commit()
+
+
+def pending_trainers() -> list[TrainerProfile]:
+    return list(db.session.scalars(
+        select(TrainerProfile).where(TrainerProfile.is_approved.is_(False)).order_by(TrainerProfile.created_at)
+    ))
+
+
+def approve(trainer: TrainerProfile) -> None:
+    trainer.is_approved = True
+    trainer.rejection_reason = None
+    db.session.commit()
+
+
+def reject(trainer: TrainerProfile, reason: str) -> None:
+    trainer.is_approved = False
+    trainer.rejection_reason = reason.strip()
+    db.session.commit()

@@ -1,0 +1,1 @@
+"""Blueprints, one per area. Views parse and authorize; services hold the rules."""

@@ -1,0 +1,114 @@
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..extensions import limiter
+from ..models import Role
+from ..services import accounts
+from ..services.mailer import send_mail
+from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
+from .htmx import render, see_other
+
+bp = Blueprint("auth", __name__)
+
+
+def _limit(name: str):
+    return limiter.limit(lambda: current_app.config[name], methods=["POST"])
+
+
+def _safe_next(default: str) -> str:
+    target = request.args.get("next", "")
+    parts = urlsplit(target)
+    # Only same-site paths: never an open redirect.
+    if target.startswith("/") and not target.startswith("//") and not parts.netloc and not parts.scheme:
+        return target
+    return default
+
+
+def _form_response(page: str, partial: str, form, **context):
+    """The form page, or its fragment for htmx; 422 when it carries field errors."""
+    return render(page, partial, status=422 if form.errors else 200, form=form, **context)
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@_limit("RATELIMIT_SIGNUP")
+def signup():
+    if current_user.is_authenticated:
+        return see_other(url_for("dashboard.home"))
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.register(accounts.SignUp(
+                email=form.email.data, password=form.password.data, name=form.name.data,
+                role=Role(form.role.data), time_zone=form.time_zone.data,
+            ))
+        except accounts.AccountError as error:
+            getattr(form, error.field).errors.append(str(error))
+        else:
+            login_user(user)
+            if user.role is Role.TRAINER:
+                flash("Welcome! Complete your profile; an admin reviews it before it is listed.", "success")
+                return see_other(url_for("dashboard.trainer_profile"))
+            flash("Welcome to FitTribe! Find a trainer to get started.", "success")
+            return see_other(url_for("trainers.search"))
+    return _form_response("pages/signup.html", "partials/signup_form.html", form)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@_limit("RATELIMIT_LOGIN")
+def login():
+    if current_user.is_authenticated:
+        return see_other(_safe_next(url_for("dashboard.home")))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = accounts.authenticate(form.email.data, form.password.data)
+        if user is None:
+            form.password.errors.append("That email and password don't match. Check both, or reset your password.")
+        elif not user.is_active:
+            form.email.errors.append("This account is suspended. Contact support if you think this is a mistake.")
+        else:
+            login_user(user, remember=form.remember.data)
+            flash(f"Welcome back, {user.name}.", "success")
+            return see_other(_safe_next(url_for("dashboard.home")))
+    return _form_response("pages/login.html", "partials/login_form.html", form)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    flash("You are logged out.", "info")
+    return see_other(url_for("public.home"))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@_limit("RATELIMIT_PASSWORD_RESET")
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        user = accounts.find_user_by_email(form.email.data)
+        if user is not None and user.is_active:
+            link = url_for("auth.reset_password", token=accounts.make_reset_token(user), _external=True)
+            minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
+            send_mail(user.email, "Reset your FitTribe password",
+                      render_template("mail/password_reset.txt", user=user, link=link, minutes=minutes))
+        # The same answer whether or not the account exists.
+        flash("If an account uses that email, a reset link is on its way. It works for one hour.", "info")
+        return see_other(url_for("auth.login"))
+    return _form_response("pages/forgot_password.html", "partials/forgot_password_form.html", form)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@_limit("RATELIMIT_PASSWORD_RESET")
+def reset_password(token: str):
+    user = accounts.user_for_reset_token(token)
+    if user is None:
+        flash("That reset link is invalid or has expired. Ask for a new one.", "error")
+        return see_other(url_for("auth.forgot_password"))
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        accounts.reset_password(user, form.password.data)
+        flash("Your password is changed. Log in with the new one.", "success")
+        return see_other(url_for("auth.login"))
+    return _form_response("pages/reset_password.html", "partials/reset_password_form.html", form, token=token)

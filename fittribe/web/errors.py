@@ -1,0 +1,49 @@
+"""Readable error pages, and the same message as a fragment for htmx requests."""
+from __future__ import annotations
+
+from flask import Flask
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from ..extensions import db
+from .htmx import render
+
+MESSAGES = {
+    400: ("Something in that request was not right", "Please check what you entered and try again."),
+    403: ("You can't open this page", "Your account doesn't have access here. Log in with another account or go back."),
+    404: ("We couldn't find that page", "The link may be old or mistyped. Try searching for a trainer instead."),
+    405: ("That action isn't allowed here", "Go back and try again from the page's own buttons."),
+    413: ("That was too much to send", "Please shorten what you entered and try again."),
+    429: ("Slow down a little", "Too many attempts in a short time. Wait a minute, then try again."),
+    500: ("Something went wrong on our side", "We've been told about it. Please try again in a moment."),
+}
+
+
+def render_error(status: int, detail: str | None = None):
+    title, hint = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
+    return render("errors/error.html", "partials/error.html", status=status,
+                  status_code=status, title=title, hint=hint, detail=detail)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return render_error(400, "Your form expired or came from another site. Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if error.code is None or error.code < 400:
+            return error
+        detail = error.description if error.code in (400, 422) else None
+        response = render_error(error.code, detail)
+        if error.code == 429 and getattr(error, "retry_after", None):
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        if isinstance(error, HTTPException):
+            return http_error(error)
+        db.session.rollback()  # nothing half-written survives a crash
+        app.logger.exception("Unhandled error", exc_info=error)
+        return render_error(InternalServerError.code)

@@ -1,0 +1,119 @@
+"""Forms: field rules and messages in one place (Flask-WTF adds CSRF to every POST form)."""
+from __future__ import annotations
+
+from zoneinfo import available_timezones
+
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, DecimalField, EmailField, IntegerField, PasswordField, RadioField,
+                     SelectField, SelectMultipleField, StringField, TextAreaField)
+from wtforms.validators import (DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional,
+                                ValidationError)
+
+from ..services.search import LANGUAGES, SORTS
+
+COMMON_TIME_ZONES = [
+    "UTC", "Europe/London", "Europe/Lisbon", "Europe/Madrid", "Europe/Paris", "Europe/Berlin",
+    "Europe/Rome", "Europe/Warsaw", "Europe/Stockholm", "Europe/Athens", "Europe/Moscow", "Africa/Lagos",
+    "Africa/Johannesburg", "Asia/Dubai", "Asia/Kolkata", "Asia/Singapore", "Asia/Shanghai", "Asia/Tokyo",
+    "Asia/Seoul", "Australia/Sydney", "Pacific/Auckland", "America/Sao_Paulo", "America/Mexico_City",
+    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Toronto",
+    "America/Vancouver", "Pacific/Honolulu",
+]
+TIME_ZONE_CHOICES = [(zone, zone.replace("_", " ")) for zone in COMMON_TIME_ZONES]
+MAX_PRICE_DOLLARS = 10_000
+
+
+def valid_time_zone(form, field) -> None:
+    if field.data not in available_timezones():
+        raise ValidationError("Choose a time zone from the list.")
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired("Enter your email."), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=200)])
+    remember = BooleanField("Keep me logged in on this device")
+
+
+class SignupForm(FlaskForm):
+    name = StringField("Your name", validators=[DataRequired("Enter your name."),
+                                                Length(min=2, max=80, message="Use 2 to 80 characters.")])
+    email = EmailField("Email", validators=[DataRequired("Enter your email."),
+                                            Length(max=254, message="Use at most 254 characters."),
+                                            Email("Enter a valid email address, like name@example.com.",
+                                                  check_deliverability=False)])
+    password = PasswordField("Password", validators=[
+        DataRequired("Choose a password."),
+        Length(min=10, max=200, message="Use at least 10 characters (at most 200)."),
+    ])
+    confirm = PasswordField("Repeat password", validators=[
+        DataRequired("Repeat your password."), EqualTo("password", "The passwords don't match."),
+    ])
+    role = RadioField("I want to", choices=[("member", "Train with a coach"), ("trainer", "Coach as a trainer")],
+                      default="member", validators=[InputRequired("Choose member or trainer.")])
+    time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, default="UTC", validators=[valid_time_zone])
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired("Enter your email."), Length(max=254),
+                                            Email("Enter a valid email address.", check_deliverability=False)])
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[
+        DataRequired("Choose a password."),
+        Length(min=10, max=200, message="Use at least 10 characters (at most 200)."),
+    ])
+    confirm = PasswordField("Repeat new password", validators=[
+        DataRequired("Repeat your password."), EqualTo("password", "The passwords don't match."),
+    ])
+
+
+class SearchForm(FlaskForm):
+    """GET form: no CSRF (it changes nothing), every value bounded so bad input is a 400."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Name or goal", validators=[Optional(), Length(max=100, message="Use at most 100 characters.")])
+    specialty = SelectField("Specialty", choices=[], validators=[Optional()], validate_choice=False)
+    min_price = DecimalField("Min price", places=None, validators=[
+        Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
+    max_price = DecimalField("Max price", places=None, validators=[
+        Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
+    min_rating = SelectField("Minimum rating", choices=[("", "Any rating"), ("3", "3★ and up"), ("4", "4★ and up"),
+                                                        ("4.5", "4.5★ and up")], default="", validators=[Optional()])
+    language = SelectField("Language", choices=[("", "Any language")] + sorted(LANGUAGES.items(), key=lambda kv: kv[1]),
+                           default="", validators=[Optional()])
+    sort = SelectField("Sort by", choices=list(SORTS.items()), default="rating", validators=[Optional()])
+    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(1, 10_000, "Page out of range.")])
+
+    def __init__(self, *args, specialties=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.specialty.choices = [("", "Any specialty")] + [(s.slug, s.name) for s in specialties]
+
+    def validate_specialty(self, field) -> None:
+        if field.data and field.data not in {slug for slug, _ in field.choices}:
+            raise ValidationError("Unknown specialty. Pick one from the list.")
+
+    def validate_max_price(self, field) -> None:
+        if field.data is not None and self.min_price.data is not None and field.data < self.min_price.data:
+            raise ValidationError("Max price must be at least the min price.")
+
+
+class TrainerProfileForm(FlaskForm):
+    display_name = StringField("Display name", validators=[DataRequired("Enter a display name."),
+                                                           Length(min=2, max=80)])
+    headline = StringField("Headline", validators=[Optional(), Length(max=140)])
+    bio = TextAreaField("About you", validators=[Optional(), Length(max=5000)])
+    price = DecimalField("Price per session (USD)", places=2, validators=[
+        InputRequired("Enter a price."), NumberRange(1, MAX_PRICE_DOLLARS, f"Enter a price from 1 to {MAX_PRICE_DOLLARS}.")])
+    years_experience = IntegerField("Years of experience", default=0,
+                                    validators=[Optional(), NumberRange(0, 70, "Enter 0 to 70 years.")])
+    specialties = SelectMultipleField("Specialties", choices=[], coerce=str)
+    languages = SelectMultipleField("Languages you coach in", choices=sorted(LANGUAGES.items(), key=lambda kv: kv[1]))
+    time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, validators=[valid_time_zone])
+
+
+class RejectTrainerForm(FlaskForm):
+    reason = TextAreaField("Reason (sent to the trainer)", validators=[
+        DataRequired("Tell the trainer why."), Length(max=500)])

@@ -1,0 +1,55 @@
+from decimal import Decimal
+
+from flask import Blueprint, abort, current_app, request
+from flask_login import current_user
+
+from ..models import Role, TrainerProfile
+from ..extensions import db
+from ..services.search import SearchFilters, all_specialties, find_listed_trainer, search_trainers
+from .forms import SearchForm
+from .htmx import render
+
+bp = Blueprint("trainers", __name__)
+
+
+@bp.get("/trainers")
+def search():
+    form = SearchForm(request.args, specialties=all_specialties())
+    if not form.validate():
+        return render("pages/search.html", "partials/search_results.html", status=400, form=form, results=None)
+    results = search_trainers(_filters_from(form), per_page=current_app.config["SEARCH_PAGE_SIZE"])
+    return render("pages/search.html", "partials/search_results.html", form=form, results=results)
+
+
+def _filters_from(form: SearchForm) -> SearchFilters:
+    def cents(value: Decimal | None) -> int | None:
+        return None if value is None else int(value * 100)
+
+    return SearchFilters(
+        text=(form.q.data or "").strip(),
+        specialty=form.specialty.data or None,
+        min_price_cents=cents(form.min_price.data),
+        max_price_cents=cents(form.max_price.data),
+        min_rating=Decimal(form.min_rating.data) if form.min_rating.data else None,
+        language=form.language.data or None,
+        sort=form.sort.data or "rating",
+        page=form.page.data or 1,
+    )
+
+
+@bp.get("/trainers/<slug>")
+def profile(slug: str):
+    trainer = find_listed_trainer(slug)
+    if trainer is None:
+        trainer = _unlisted_profile_for_owner_or_admin(slug)
+    return render("pages/trainer_profile.html", "partials/trainer_profile.html", trainer=trainer)
+
+
+def _unlisted_profile_for_owner_or_admin(slug: str) -> TrainerProfile:
+    """An unapproved profile is visible only to its trainer (as a preview) and to admins."""
+    trainer = db.session.scalar(db.select(TrainerProfile).where(TrainerProfile.slug == slug))
+    if trainer is None or not current_user.is_authenticated:
+        abort(404)
+    if current_user.id != trainer.user_id and not current_user.has_role(Role.ADMIN):
+        abort(404)
+    return trainer

@@ -1,0 +1,58 @@
+"""The background process (`flask worker`): runs periodic jobs outside requests.
+
+Jobs register themselves with `periodic(seconds)`; later features add theirs (hold expiry,
+outbox relay, reminders, pruning)."""
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask
+
+from .extensions import db
+
+
+@dataclass
+class Job:
+    name: str
+    every_seconds: float
+    run: Callable[[], object]
+    next_at: float = 0.0
+
+
+JOBS: list[Job] = []
+
+
+def periodic(every_seconds: float):
+    def register(func: Callable[[], object]):
+        JOBS.append(Job(func.__name__, every_seconds, func))
+        return func
+    return register
+
+
+def run_worker(app: Flask, once: bool = False, tick_seconds: float = 0.5) -> None:
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    app.logger.info("Worker started with jobs: %s", ", ".join(job.name for job in JOBS) or "none yet")
+    while not stopping:
+        now = time.monotonic()
+        for job in JOBS:
+            if once or now >= job.next_at:
+                with app.app_context():
+                    try:
+                        job.run()
+                    except Exception:  # one failing job must not stop the others
+                        db.session.rollback()
+                        app.logger.exception("Job %s failed", job.name)
+                job.next_at = now + job.every_seconds
+        if once:
+            return
+        time.sleep(tick_seconds)
