@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask, g, request
 from whitenoise import WhiteNoise
 
-from config import BASE_DIR, config_for
+from config import BASE_DIR, INSTANCE_DIR, config_for
 
 from .extensions import compress, csrf, db, limiter, login_manager, migrate, static_digest, talisman
 
@@ -26,7 +26,7 @@ CONTENT_SECURITY_POLICY = {
 def create_app(config_name: str | None = None, **overrides) -> Flask:
     app = Flask(
         __name__,
-        instance_path=str(BASE_DIR / "instance"),
+        instance_path=str(INSTANCE_DIR),
         template_folder=str(BASE_DIR / "templates"),
         static_folder=str(BASE_DIR / "static"),
     )

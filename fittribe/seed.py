@@ -3,6 +3,7 @@ large set of trainers for benchmarks. Every step is idempotent."""
 from __future__ import annotations
 
 import random
+from functools import cache
 from decimal import Decimal
 
 from sqlalchemy import func, insert, select
@@ -89,8 +90,7 @@ def _ensure_specialties() -> dict[str, Specialty]:
 def _ensure_user(email: str, name: str, role: Role, tz: str) -> User | None:
     if db.session.scalar(select(User).where(User.email == email)) is not None:
         return None
-    user = User(email=email, name=name, role=role, time_zone=tz)
-    user.set_password(DEMO_PASSWORD)
+    user = User(email=email, name=name, role=role, time_zone=tz, password_hash=demo_password_hash())
     db.session.add(user)
     return user
 
@@ -122,7 +122,7 @@ def seed_bulk_trainers(count: int, batch: int = 2000) -> int:
     db.session.commit()
     existing = db.session.scalar(select(func.count(User.id)).where(User.email.like("bulk-%@fittribe.test"))) or 0
     rng = random.Random(42 + existing)
-    password_hash = _bulk_password_hash()
+    password_hash = demo_password_hash()
     spec_ids = [s.id for s in specialties.values()]
     langs = ["en", "es", "fr", "de", "it", "pt", "nl", "pl", "ja", "zh", "hi"]
     zones = ["UTC", "Europe/London", "Europe/Berlin", "America/New_York", "America/Chicago", "Asia/Tokyo"]
@@ -158,7 +158,9 @@ def seed_bulk_trainers(count: int, batch: int = 2000) -> int:
     return made
 
 
-def _bulk_password_hash() -> str:
+@cache
+def demo_password_hash() -> str:
+    """Hashed once: every demo account shares the demo password, and scrypt is slow on purpose."""
     user = User()
     user.set_password(DEMO_PASSWORD)
     return user.password_hash

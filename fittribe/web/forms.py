@@ -21,6 +21,7 @@ COMMON_TIME_ZONES = [
 ]
 TIME_ZONE_CHOICES = [(zone, zone.replace("_", " ")) for zone in COMMON_TIME_ZONES]
 MAX_PRICE_DOLLARS = 10_000
+PRICE_INPUT = {"type": "number", "min": 0, "max": MAX_PRICE_DOLLARS, "step": "any", "inputmode": "decimal"}
 
 
 def valid_time_zone(form, field) -> None:
@@ -76,9 +77,9 @@ class SearchForm(FlaskForm):
 
     q = StringField("Name or goal", validators=[Optional(), Length(max=100, message="Use at most 100 characters.")])
     specialty = SelectField("Specialty", choices=[], validators=[Optional()], validate_choice=False)
-    min_price = DecimalField("Min price", places=None, validators=[
+    min_price = DecimalField("Min price ($)", places=None, render_kw=PRICE_INPUT, validators=[
         Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
-    max_price = DecimalField("Max price", places=None, validators=[
+    max_price = DecimalField("Max price ($)", places=None, render_kw=PRICE_INPUT, validators=[
         Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
     min_rating = SelectField("Minimum rating", choices=[("", "Any rating"), ("3", "3★ and up"), ("4", "4★ and up"),
                                                         ("4.5", "4.5★ and up")], default="", validators=[Optional()])

@@ -1,0 +1,225 @@
+"""Test state is made here, fresh for every run:
+
+* a new PostgreSQL database (created on the server of TEST_DATABASE_URL, dropped at the end),
+  built by the real Alembic migrations;
+* a Redis database number of its own on TEST_REDIS_URL, flushed at start and end;
+* every table emptied after each test.
+
+PostgreSQL and Redis are required: without them the run stops with a clear message."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import redis as redis_lib
+import requests
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+REDIS_CLAIM_KEY = "fittribe:test-run-claim"
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf-token" content="([^"]+)"')
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _psycopg_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    admin_url = _psycopg_url(SERVER_URL)
+    name = f"fittribe_test_{RUN_ID}"
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.exit(f"PostgreSQL is required for the test suite and is not reachable at {admin_url}: {error}. "
+                    "Start it or set TEST_DATABASE_URL.", returncode=3)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(SERVER_URL, name).replace("postgresql://", "postgresql+psycopg://", 1)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis db number for this run: the first empty one, flushed before and after."""
+    base = urlsplit(REDIS_SERVER_URL)
+    try:
+        probe = redis_lib.Redis.from_url(REDIS_SERVER_URL, socket_connect_timeout=3)
+        probe.ping()
+    except redis_lib.RedisError as error:
+        pytest.exit(f"Redis is required for the test suite and is not reachable at {REDIS_SERVER_URL}: {error}. "
+                    "Start it or set TEST_REDIS_URL.", returncode=3)
+    databases = int(probe.config_get("databases").get("databases", 16))
+    for number in range(1, databases):
+        client = redis_lib.Redis.from_url(urlunsplit(base._replace(path=f"/{number}")))
+        # Claim the db atomically so two concurrent runs never share one.
+        if client.dbsize() == 0 and client.set(REDIS_CLAIM_KEY, RUN_ID, nx=True, ex=3600):
+            break
+    else:
+        pytest.exit("No free Redis database number for this test run.", returncode=3)
+    url = urlunsplit(base._replace(path=f"/{number}"))
+    yield url
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def app(database_url, redis_url, tmp_path_factory):
+    from flask_migrate import upgrade
+
+    from fittribe import create_app
+
+    app = create_app(
+        "testing",
+        SQLALCHEMY_DATABASE_URI=database_url,
+        REDIS_URL=redis_url,
+        RATELIMIT_STORAGE_URI=redis_url,
+        RATELIMIT_KEY_PREFIX=f"test-{RUN_ID}",
+        MAIL_OUTBOX_DIR=str(tmp_path_factory.mktemp("mail")),
+    )
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request):
+    """Empty every table (and the rate-limit counters) after each test that used the app."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app = request.getfixturevalue("app")
+    from fittribe.extensions import db
+
+    with app.app_context():
+        db.session.remove()
+        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        with db.engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    _flush_keeping_claim(app.config["REDIS_URL"])
+
+
+def _flush_keeping_claim(url: str) -> None:
+    client = redis_lib.Redis.from_url(url)
+    client.flushdb()
+    client.set(REDIS_CLAIM_KEY, RUN_ID, ex=3600)
+
+
+@pytest.fixture
+def db_session(app):
+    from fittribe.extensions import db
+
+    with app.app_context():
+        yield db.session
+
+
+@pytest.fixture
+def demo(app):
+    """The demo data `make run` seeds: 5 listed trainers, 1 pending, one account per role."""
+    from fittribe.seed import seed_demo
+
+    with app.app_context():
+        seed_demo()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_token_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1) or match.group(2)
+
+
+class Browser:
+    """The Flask test client used the way a browser without JS uses the site: it reads the
+    CSRF token from the page it is on before posting."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def get(self, url, **kwargs):
+        return self.client.get(url, **kwargs)
+
+    def post_form(self, page_url: str, data: dict, post_url: str | None = None, **kwargs):
+        page = self.client.get(page_url)
+        token = csrf_token_from(page.get_data(as_text=True))
+        return self.client.post(post_url or page_url, data={"csrf_token": token, **data}, **kwargs)
+
+    def login(self, email: str, password: str = "fittribe-demo"):
+        response = self.post_form("/login", {"email": email, "password": password})
+        assert response.status_code == 303, response.get_data(as_text=True)[:500]
+        return response
+
+    def logout(self):
+        return self.post_form("/", {}, post_url="/logout")
+
+
+@pytest.fixture
+def browser(client):
+    return Browser(client)
+
+
+HTMX = {"HX-Request": "true", "HX-Request-Type": "partial"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(app, database_url, redis_url, tmp_path_factory):
+    """The real thing: gunicorn with one gevent worker on the test database and Redis."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "FITTRIBE_ENV": "development",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RATELIMIT_KEY_PREFIX": f"live-{RUN_ID}",
+        "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "ACCESS_LOG": "",
+    }
+    log = open(tmp_path_factory.mktemp("logs") / "gunicorn.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url + "/trainers?page=1", timeout=1)
+            break
+        except requests.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError("gunicorn did not start:\n" + log.read())
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
