@@ -64,7 +64,7 @@ class Config:
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
     MAIL_USE_TLS = _bool("MAIL_USE_TLS", True)
-    MAIL_FROM = os.environ.get("MAIL_FROM", "FitTribe <no-reply@fittribe.test>")
+    MAIL_FROM = os.environ.get("MAIL_FROM", "FitTribe <no-reply@fittribe.example>")
     MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR", str(INSTANCE_DIR / "mail"))
 
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
@@ -84,8 +84,7 @@ class TestingConfig(Config):
     )
     REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     RATELIMIT_STORAGE_URI = limits_storage_uri(REDIS_URL)
-    # Tests run many logins; they turn limits on where limits are what they test.
-    RATELIMIT_ENABLED = _bool("TEST_RATELIMIT_ENABLED", False)
+    # Limits stay on, as in production: each test starts with empty counters.
 
 
 class ProductionConfig(Config):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, abort, g, request
 from whitenoise import WhiteNoise
 
 from config import BASE_DIR, INSTANCE_DIR, config_for
@@ -88,6 +88,13 @@ def _register_hooks(app: Flask) -> None:
     @app.before_request
     def start_timer() -> None:
         g.request_started = time.perf_counter()
+
+    @app.before_request
+    def reject_nul_bytes() -> None:
+        # PostgreSQL cannot store or compare NUL characters; refuse them up front with a clear 400.
+        values = list(request.args.values()) + (list(request.form.values()) if request.form else [])
+        if any("\x00" in value for value in values):
+            abort(400, "The request contains an invalid character (NUL). Please remove it and try again.")
 
     @app.after_request
     def add_headers(response):

@@ -13,9 +13,9 @@ from .models import Role, Specialty, TrainerLanguage, TrainerProfile, User, trai
 
 DEMO_PASSWORD = "fittribe-demo"
 DEMO_ACCOUNTS = {
-    Role.MEMBER: ("member@fittribe.test", "Sam Member", "Europe/London"),
-    Role.TRAINER: ("trainer@fittribe.test", "Maya Chen", "America/Los_Angeles"),
-    Role.ADMIN: ("admin@fittribe.test", "Alex Admin", "UTC"),
+    Role.MEMBER: ("member@fittribe.example", "Sam Member", "Europe/London"),
+    Role.TRAINER: ("trainer@fittribe.example", "Maya Chen", "America/Los_Angeles"),
+    Role.ADMIN: ("admin@fittribe.example", "Alex Admin", "UTC"),
 }
 
 SPECIALTIES = {
@@ -26,31 +26,31 @@ SPECIALTIES = {
 }
 
 DEMO_TRAINERS = [
-    dict(email="trainer@fittribe.test", name="Maya Chen", slug="maya-chen",
+    dict(email="trainer@fittribe.example", name="Maya Chen", slug="maya-chen",
          headline="Strength & mobility coach for busy professionals",
          bio="Former collegiate rower turned strength coach. I build simple, progressive programs you can run "
              "from a small flat with a pair of dumbbells, and I care as much about how you move at 70 as at 30.",
          price=6500, years=9, tz="America/Los_Angeles", langs=["en", "zh"], specs=["strength", "mobility"],
          rating=Decimal("4.92"), reviews=138, lengths=[30, 60]),
-    dict(email="lucia@fittribe.test", name="Lucía Fernández", slug="lucia-fernandez",
+    dict(email="lucia@fittribe.example", name="Lucía Fernández", slug="lucia-fernandez",
          headline="Vinyasa yoga and breathwork, in English or Spanish",
          bio="Ten years teaching yoga in Madrid and online. Classes adapt to stiff hips, desk shoulders and "
              "anxious minds; every session ends with five minutes of breathwork.",
          price=4500, years=10, tz="Europe/Madrid", langs=["es", "en"], specs=["yoga", "mobility", "prenatal"],
          rating=Decimal("4.85"), reviews=212, lengths=[45, 60, 90]),
-    dict(email="kwame@fittribe.test", name="Kwame Mensah", slug="kwame-mensah",
+    dict(email="kwame@fittribe.example", name="Kwame Mensah", slug="kwame-mensah",
          headline="Boxing conditioning and HIIT that you will actually enjoy",
          bio="Amateur boxing champion and certified PT. Expect pad work you can do with a partner or a "
              "shadow-boxing plan, plus conditioning that leaves you sweaty in 30 minutes.",
          price=5500, years=7, tz="Europe/London", langs=["en", "fr"], specs=["boxing", "hiit", "weight-loss"],
          rating=Decimal("4.78"), reviews=64, lengths=[30, 60]),
-    dict(email="anna@fittribe.test", name="Anna Kowalski", slug="anna-kowalski",
+    dict(email="anna@fittribe.example", name="Anna Kowalski", slug="anna-kowalski",
          headline="Physio-informed rehab for knees, backs and shoulders",
          bio="Sports physiotherapist who moved into coaching. I bridge the gap between finishing physio and "
              "getting back to the sport you love, with clear milestones.",
          price=8000, years=12, tz="Europe/Warsaw", langs=["pl", "en", "de"], specs=["rehab", "mobility", "seniors"],
          rating=Decimal("4.97"), reviews=41, lengths=[60]),
-    dict(email="diego@fittribe.test", name="Diego Santos", slug="diego-santos",
+    dict(email="diego@fittribe.example", name="Diego Santos", slug="diego-santos",
          headline="Marathon and 10K plans with weekly video check-ins",
          bio="Sub-2:40 marathoner and run coach. Training plans built around your week, gait feedback from "
              "your phone videos, and strength work that keeps you injury-free.",
@@ -58,7 +58,7 @@ DEMO_TRAINERS = [
          rating=Decimal("4.70"), reviews=89, lengths=[30, 45]),
 ]
 
-PENDING_TRAINER = dict(email="pending@fittribe.test", name="Jordan Pending", slug="jordan-pending",
+PENDING_TRAINER = dict(email="pending@fittribe.example", name="Jordan Pending", slug="jordan-pending",
                        headline="New trainer awaiting approval", bio="Certified PT, waiting for review.",
                        price=3000, years=2, tz="America/New_York", langs=["en"], specs=["hiit"],
                        rating=Decimal("0"), reviews=0, lengths=[60])
@@ -120,7 +120,7 @@ def seed_bulk_trainers(count: int, batch: int = 2000) -> int:
     """Add approved trainers until `count` bulk trainers exist (fast Core inserts)."""
     specialties = _ensure_specialties()
     db.session.commit()
-    existing = db.session.scalar(select(func.count(User.id)).where(User.email.like("bulk-%@fittribe.test"))) or 0
+    existing = db.session.scalar(select(func.count(User.id)).where(User.email.like("bulk-%@fittribe.example"))) or 0
     rng = random.Random(42 + existing)
     password_hash = demo_password_hash()
     spec_ids = [s.id for s in specialties.values()]
@@ -129,7 +129,7 @@ def seed_bulk_trainers(count: int, batch: int = 2000) -> int:
     made = 0
     for start in range(existing, count, batch):
         end = min(count, start + batch)
-        users = [dict(email=f"bulk-{i}@fittribe.test", password_hash=password_hash, role=Role.TRAINER,
+        users = [dict(email=f"bulk-{i}@fittribe.example", password_hash=password_hash, role=Role.TRAINER,
                       name=f"{rng.choice(FIRST)} {rng.choice(LAST)}", time_zone=rng.choice(zones),
                       is_suspended=False) for i in range(start, end)]
         user_ids = db.session.scalars(insert(User).returning(User.id, sort_by_parameter_order=True), users).all()

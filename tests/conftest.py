@@ -9,7 +9,6 @@ PostgreSQL and Redis are required: without them the run stops with a clear messa
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import socket
 import subprocess
@@ -24,14 +23,14 @@ import redis as redis_lib
 import requests
 from sqlalchemy import text
 
+from tests.helpers import Browser
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
 REDIS_CLAIM_KEY = "fittribe:test-run-claim"
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf-token" content="([^"]+)"')
 
 
 def _with_database(url: str, name: str) -> str:
@@ -146,42 +145,9 @@ def client(app):
     return app.test_client()
 
 
-def csrf_token_from(html: str) -> str:
-    match = CSRF_RE.search(html)
-    assert match, "no CSRF token in the page"
-    return match.group(1) or match.group(2)
-
-
-class Browser:
-    """The Flask test client used the way a browser without JS uses the site: it reads the
-    CSRF token from the page it is on before posting."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def get(self, url, **kwargs):
-        return self.client.get(url, **kwargs)
-
-    def post_form(self, page_url: str, data: dict, post_url: str | None = None, **kwargs):
-        page = self.client.get(page_url)
-        token = csrf_token_from(page.get_data(as_text=True))
-        return self.client.post(post_url or page_url, data={"csrf_token": token, **data}, **kwargs)
-
-    def login(self, email: str, password: str = "fittribe-demo"):
-        response = self.post_form("/login", {"email": email, "password": password})
-        assert response.status_code == 303, response.get_data(as_text=True)[:500]
-        return response
-
-    def logout(self):
-        return self.post_form("/", {}, post_url="/logout")
-
-
 @pytest.fixture
-def browser(client):
+def visitor(client):
     return Browser(client)
-
-
-HTMX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 
 
 def _free_port() -> int:
@@ -214,7 +180,9 @@ def live_server(app, database_url, redis_url, tmp_path_factory):
         try:
             requests.get(url + "/trainers?page=1", timeout=1)
             break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # The master listens before the worker has imported the app: a first request
+            # can wait in the backlog longer than the 1 s timeout. Try again until the deadline.
             if process.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 raise RuntimeError("gunicorn did not start:\n" + log.read())

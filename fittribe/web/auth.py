@@ -20,8 +20,9 @@ def _limit(name: str):
 def _safe_next(default: str) -> str:
     target = request.args.get("next", "")
     parts = urlsplit(target)
-    # Only same-site paths: never an open redirect.
-    if target.startswith("/") and not target.startswith("//") and not parts.netloc and not parts.scheme:
+    # Only same-site paths: never an open redirect ("//host" and "/\\host" both leave the site).
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target and not parts.netloc \
+            and not parts.scheme:
         return target
     return default
 

@@ -82,7 +82,8 @@ class SearchForm(FlaskForm):
     max_price = DecimalField("Max price ($)", places=None, render_kw=PRICE_INPUT, validators=[
         Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
     min_rating = SelectField("Minimum rating", choices=[("", "Any rating"), ("3", "3★ and up"), ("4", "4★ and up"),
-                                                        ("4.5", "4.5★ and up")], default="", validators=[Optional()])
+                                                        ("4.5", "4.5★ and up"),
+                                                        ("4.8", "4.8★ and up")], default="", validators=[Optional()])
     language = SelectField("Language", choices=[("", "Any language")] + sorted(LANGUAGES.items(), key=lambda kv: kv[1]),
                            default="", validators=[Optional()])
     sort = SelectField("Sort by", choices=list(SORTS.items()), default="rating", validators=[Optional()])
