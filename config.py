@@ -69,7 +69,6 @@ class Config:
 
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
     HOMEPAGE_HIGHLIGHTS = int(os.environ.get("HOMEPAGE_HIGHLIGHTS", 6))
-    STATIC_MAX_AGE = int(os.environ.get("STATIC_MAX_AGE", 60 * 60 * 24 * 365))
     SERVER_TIMING = _bool("SERVER_TIMING", True)
 
 

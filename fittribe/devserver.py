@@ -36,7 +36,7 @@ def main() -> int:
         children.append(subprocess.Popen([BIN / "flask", "worker"], env=env))
         web = subprocess.Popen([BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env=env)
         children.append(web)
-        print("FitTribe is running at http://127.0.0.1:5000 (Ctrl+C to stop)", flush=True)
+        print(f"FitTribe is running at http://{env.get('BIND', '127.0.0.1:5000')} (Ctrl+C to stop)", flush=True)
 
         def forward(signum, frame):
             for child in children:
