@@ -67,6 +67,20 @@ class Config:
     MAIL_FROM = os.environ.get("MAIL_FROM", "FitTribe <no-reply@fittribe.example>")
     MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR", str(INSTANCE_DIR / "mail"))
 
+    # Real time (see fittribe/realtime). Redis pub/sub channels are global to the server, so
+    # every deployment (and every test run) names its own prefix.
+    SSE_CHANNEL_PREFIX = os.environ.get("SSE_CHANNEL_PREFIX", "fittribe:sse:")
+    SSE_HEARTBEAT_SECONDS = float(os.environ.get("SSE_HEARTBEAT_SECONDS", 15))
+    SSE_REPLAY_LIMIT = int(os.environ.get("SSE_REPLAY_LIMIT", 1000))
+    STREAM_CAP_PER_CLIENT = int(os.environ.get("STREAM_CAP_PER_CLIENT", 12))  # 0 = no cap
+    RATELIMIT_STREAM = os.environ.get("RATELIMIT_STREAM", "120 per minute")
+    PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL", 40))  # > heartbeat: renewed by each one
+    PRESENCE_GRACE = float(os.environ.get("PRESENCE_GRACE", 5))  # offline this long after the last page closes
+    AVAILABLE_NOW_HOURS = float(os.environ.get("AVAILABLE_NOW_HOURS", 8))
+    OUTBOX_RELAY_AFTER = float(os.environ.get("OUTBOX_RELAY_AFTER", 3))
+    OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", 24))
+    REDIS_POOL_SIZE = int(os.environ.get("REDIS_POOL_SIZE", 2))
+
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
     HOMEPAGE_HIGHLIGHTS = int(os.environ.get("HOMEPAGE_HIGHLIGHTS", 6))
     SERVER_TIMING = _bool("SERVER_TIMING", True)

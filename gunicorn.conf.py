@@ -10,8 +10,31 @@ worker_connections = int(os.environ.get("WORKER_CONNECTIONS", 10000))
 # Streams are long-lived: a deploy should not wait gunicorn's default 30 s for them.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", 5))
 timeout = 30
-keepalive = 5
+# Short keep-alive: after SIGTERM ends the streams, idle connections free the worker quickly.
+keepalive = 2
 # ACCESS_LOG="" turns the access log off (gunicorn would try to open a file named "").
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    """On SIGTERM, end every open SSE stream at once so the worker stops in about a second
+    (browsers reconnect to the next worker and replay what they missed), and keep long-lived
+    stream objects out of full garbage collections."""
+    import gc
+
+    from fittribe.realtime.hub import sse
+
+    stop_worker = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        stop_worker(sig, frame)
+        sse.shutdown()
+
+    worker.handle_exit = handle_exit
+    # Re-register: gunicorn installed the bound method before this hook ran.
+    import signal
+
+    signal.signal(signal.SIGTERM, handle_exit)
+    gc.freeze()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from flask import Flask, abort, g, request
 from whitenoise import WhiteNoise
@@ -78,10 +80,14 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .web import admin, auth, dashboard, public, trainers
+    from .realtime import outbox  # noqa: F401  (publishes events after each commit)
+    from .realtime.stream import sse
+    from .web import admin, auth, dashboard, notifications, public, trainers
 
-    for module in (public, trainers, auth, dashboard, admin):
+    for module in (public, trainers, auth, dashboard, notifications, admin):
         app.register_blueprint(module.bp)
+    app.register_blueprint(sse, url_prefix="/stream")
+    sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"])
 
 
 def _register_hooks(app: Flask) -> None:
@@ -107,15 +113,30 @@ def _register_hooks(app: Flask) -> None:
 
     from .services.search import LANGUAGES
 
+    @app.template_filter("localtime")
+    def localtime(timestamp: float, zone: str) -> str:
+        """A Unix time as the viewer's local time, with the zone named."""
+        moment = datetime.fromtimestamp(timestamp, ZoneInfo(zone))
+        return moment.strftime("%H:%M %Z")
+
+    @app.template_filter("isotime")
+    def isotime(timestamp: float) -> str:
+        return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
     @app.template_filter("language_name")
     def language_name(code: str) -> str:
         return LANGUAGES.get(code, code)
 
     @app.context_processor
     def inject_globals():
-        from .web.htmx import is_partial_request
+        from flask_login import current_user
 
-        return {"is_partial": is_partial_request()}
+        from .services.notify import unread_count
+
+        def unread_notifications() -> int:
+            return unread_count(current_user.id) if current_user.is_authenticated else 0
+
+        return {"unread_notifications": unread_notifications, "live_trainer_id": None}
 
 
 def _serve_static(app: Flask) -> None:

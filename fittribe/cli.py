@@ -24,6 +24,23 @@ def register_cli(app: Flask) -> None:
             made = seed_bulk_trainers(bulk_trainers)
             click.echo(f"Bulk trainers: {made} added in {time.perf_counter() - started:.1f}s.")
 
+    @app.cli.command("notify")
+    @click.argument("email")
+    @click.argument("message")
+    @click.option("--link", default=None, help="A site path the notification links to.")
+    def notify_user(email: str, message: str, link: str | None) -> None:
+        """Send an in-app notification to a user (pushed live to their open pages)."""
+        from .extensions import db
+        from .services.accounts import find_user_by_email
+        from .services.notify import notify
+
+        user = find_user_by_email(email)
+        if user is None:
+            raise click.ClickException(f"No user with email {email}.")
+        notify(user.id, "announcement", message, link)
+        db.session.commit()
+        click.echo(f"Notified {user.email}.")
+
     @app.cli.command("worker")
     @click.option("--once", is_flag=True, help="Run every periodic job once and exit.")
     def worker(once: bool) -> None:

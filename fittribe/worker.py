@@ -1,7 +1,7 @@
 """The background process (`flask worker`): runs periodic jobs outside requests.
 
-Jobs register themselves with `periodic(seconds)`; later features add theirs (hold expiry,
-outbox relay, reminders, pruning)."""
+Jobs register themselves with `periodic(seconds)`: the outbox relay and pruning and the
+presence sweeper now; hold expiry and reminders come with bookings."""
 from __future__ import annotations
 
 import signal
@@ -56,3 +56,24 @@ def run_worker(app: Flask, once: bool = False, tick_seconds: float = 0.5) -> Non
         if once:
             return
         time.sleep(tick_seconds)
+
+
+@periodic(2)
+def relay_outbox() -> None:
+    from .realtime import outbox
+
+    outbox.relay_unpublished()
+
+
+@periodic(2)
+def sweep_presence() -> None:
+    from .realtime import presence
+
+    presence.sweep()
+
+
+@periodic(600)
+def prune_outbox() -> None:
+    from .realtime import outbox
+
+    outbox.prune()

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+# Redis pub/sub channels ignore db numbers: every run publishes under its own prefix.
+SSE_PREFIX = f"fittribe-test-{RUN_ID}:"
 REDIS_CLAIM_KEY = "fittribe:test-run-claim"
 
 
@@ -93,6 +95,9 @@ def app(database_url, redis_url, tmp_path_factory):
         REDIS_URL=redis_url,
         RATELIMIT_STORAGE_URI=redis_url,
         RATELIMIT_KEY_PREFIX=f"test-{RUN_ID}",
+        SSE_CHANNEL_PREFIX=SSE_PREFIX,
+        SSE_HEARTBEAT_SECONDS=1.0,
+        PRESENCE_GRACE=0.5,
         MAIL_OUTBOX_DIR=str(tmp_path_factory.mktemp("mail")),
     )
     with app.app_context():
@@ -166,6 +171,9 @@ def live_server(app, database_url, redis_url, tmp_path_factory):
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "RATELIMIT_KEY_PREFIX": f"live-{RUN_ID}",
+        "SSE_CHANNEL_PREFIX": SSE_PREFIX,
+        "SSE_HEARTBEAT_SECONDS": "1",
+        "PRESENCE_GRACE": "0.5",
         "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",

@@ -39,3 +39,74 @@ class Browser:
 
     def logout(self):
         return self.post_form("/", {}, post_url="/logout")
+
+
+class SSEClient:
+    """Reads a text/event-stream over real HTTP in a background thread."""
+
+    def __init__(self, session, url: str, headers: dict | None = None):
+        import queue
+        import threading
+
+        self.response = session.get(url, stream=True, timeout=(5, 60),
+                                    headers={"Accept": "text/event-stream", **(headers or {})})
+        self.items = queue.Queue()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        fields: dict = {}
+        try:
+            for line in self.response.iter_lines(chunk_size=None, decode_unicode=True):
+                if line == "":
+                    if fields:
+                        fields["data"] = "\n".join(fields.get("data", []))
+                        self.items.put(fields)
+                        fields = {}
+                elif line.startswith(":"):
+                    self.items.put({"comment": line[1:].strip()})
+                else:
+                    name, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if name == "data":
+                        fields.setdefault("data", []).append(value)
+                    else:
+                        fields[name] = value
+        except Exception:  # the connection was closed under us
+            pass
+        finally:
+            self.items.put(None)
+
+    def next(self, timeout: float = 5.0, comments: bool = False) -> dict | None:
+        """The next event (or comment); None when the stream ended. Fails on timeout."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                item = self.items.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no SSE event within {timeout} s") from None
+            if item is None or comments or "comment" not in item:
+                return item
+
+    def events_until(self, predicate, timeout: float = 5.0) -> list[dict]:
+        seen = []
+        while True:
+            item = self.next(timeout)
+            assert item is not None, f"stream ended before the expected event; saw {seen}"
+            seen.append(item)
+            if predicate(item):
+                return seen
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def live_login(session, base_url: str, email: str, password: str = "fittribe-demo") -> None:
+    page = session.get(base_url + "/login").text
+    token = csrf_token_from(page)
+    response = session.post(base_url + "/login", data={"csrf_token": token, "email": email, "password": password},
+                            allow_redirects=False)
+    assert response.status_code == 303, response.text[:300]

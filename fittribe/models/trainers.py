@@ -4,8 +4,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import (JSON, CheckConstraint, Column, DateTime, ForeignKey, Index, Numeric, String,
-                        Table, Text, func)
+from sqlalchemy import (JSON, CheckConstraint, Column, DateTime, Float, ForeignKey, Index, Numeric, String,
+                        Table, Text, cast, func, literal_column)
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -13,6 +14,13 @@ from .users import utcnow
 
 if TYPE_CHECKING:
     from .users import User
+
+# Bayesian average: every trainer starts with PRIOR_WEIGHT phantom reviews of PRIOR_MEAN
+# stars, so one 5★ review does not outrank two hundred 4.9★ ones. The ranking is indexed
+# (ix_trainer_profiles_rating_rank below): changing either number needs a migration that
+# recreates that index with the new constants.
+PRIOR_MEAN = 4.0
+PRIOR_WEIGHT = 10
 
 trainer_specialties = Table(
     "trainer_specialties",
@@ -92,3 +100,25 @@ class TrainerProfile(db.Model):
 
     def __repr__(self) -> str:
         return f"<TrainerProfile {self.slug}>"
+
+
+def bayesian_rating() -> ColumnElement[float]:
+    """(rating_avg × rating_count + PRIOR_MEAN × PRIOR_WEIGHT) / (rating_count + PRIOR_WEIGHT).
+
+    Rendered with the constants inline and a plain `/` so the ORDER BY is exactly the expression
+    of ix_trainer_profiles_rating_rank; PostgreSQL and SQLite then walk that index in rank order
+    and stop after one page instead of scoring and sorting every listed trainer. (SQLAlchemy's own
+    `/` adds a CAST to the divisor, and bound parameters would not match an index expression.)"""
+    avg = cast(TrainerProfile.rating_avg, Float)
+    numerator = avg * TrainerProfile.rating_count + literal_column(repr(float(PRIOR_MEAN * PRIOR_WEIGHT)), Float)
+    denominator = TrainerProfile.rating_count + literal_column(str(int(PRIOR_WEIGHT)))
+    return numerator.self_group().op("/", return_type=Float)(denominator.self_group())
+
+
+# Search: "Top rated" (the default sort) reads this index in order; ties go to the older profile.
+Index("ix_trainer_profiles_rating_rank", bayesian_rating().desc(), TrainerProfile.id)
+# PostgreSQL only (pg_trgm): substring search (ILIKE '%…%') on name and headline without a full scan.
+for _column in ("display_name", "headline"):
+    Index(f"ix_trainer_profiles_{_column}_trgm", getattr(TrainerProfile, _column),
+          postgresql_using="gin", postgresql_ops={_column: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+del _column

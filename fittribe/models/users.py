@@ -37,7 +37,8 @@ class User(UserMixin, db.Model):
         default=Role.MEMBER,
     )
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
-    is_suspended: Mapped[bool] = mapped_column(default=False)
+    # Indexed for the public listing's anti-join (services/search.py: listed_trainers).
+    is_suspended: Mapped[bool] = mapped_column(default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
     trainer_profile: Mapped[TrainerProfile | None] = relationship(back_populates="user", uselist=False)

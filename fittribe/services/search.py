@@ -5,16 +5,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, and_, cast, exists, Float, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Specialty, TrainerLanguage, TrainerProfile, trainer_specialties
-
-# Bayesian average: every trainer starts with PRIOR_WEIGHT phantom reviews of PRIOR_MEAN
-# stars, so one 5★ review does not outrank two hundred 4.9★ ones.
-PRIOR_MEAN = 4.0
-PRIOR_WEIGHT = 10
+from ..models.trainers import PRIOR_MEAN, PRIOR_WEIGHT, bayesian_rating  # noqa: F401 (re-exported)
 
 SORTS = {
     "rating": "Top rated",
@@ -43,19 +39,17 @@ class SearchFilters:
     page: int = 1
 
 
-def bayesian_rating():
-    avg = cast(TrainerProfile.rating_avg, Float)
-    return (avg * TrainerProfile.rating_count + PRIOR_MEAN * PRIOR_WEIGHT) / (TrainerProfile.rating_count + PRIOR_WEIGHT)
-
-
 def listed_trainers() -> Select:
     """Approved trainers whose account is in good standing: the only ones shown publicly."""
     from ..models import User
 
+    # Every profile has exactly one user (user_id NOT NULL, foreign key) and is_suspended is NOT
+    # NULL, so "the user is not suspended" is "no suspended user owns it": an anti-join against
+    # the handful of suspended users (ix_users_is_suspended) instead of joining all users.
+    suspended_owner = exists().where(User.id == TrainerProfile.user_id, User.is_suspended.is_(True))
     return (
         select(TrainerProfile)
-        .join(TrainerProfile.user)
-        .where(TrainerProfile.is_approved.is_(True), User.is_suspended.is_(False))
+        .where(TrainerProfile.is_approved.is_(True), ~suspended_owner)
         .options(selectinload(TrainerProfile.specialties), selectinload(TrainerProfile.language_rows))
     )
 

@@ -15,6 +15,7 @@ MESSAGES = {
     405: ("That action isn't allowed here", "Go back and try again from the page's own buttons."),
     413: ("That was too much to send", "Please shorten what you entered and try again."),
     429: ("Slow down a little", "Too many attempts in a short time. Wait a minute, then try again."),
+    503: ("We're restarting", "This page reconnects by itself in a moment."),
     500: ("Something went wrong on our side", "We've been told about it. Please try again in a moment."),
 }
 
@@ -34,7 +35,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
-        detail = error.description if error.code in (400, 422) else None
+        detail = error.description if error.code in (400, 422, 429) else None
         response = render_error(error.code, detail)
         if error.code == 429 and getattr(error, "retry_after", None):
             response.headers["Retry-After"] = str(error.retry_after)

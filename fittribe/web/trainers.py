@@ -5,6 +5,7 @@ from flask_login import current_user
 
 from ..models import Role, TrainerProfile
 from ..extensions import db
+from ..realtime.presence import online_among
 from ..services.search import SearchFilters, all_specialties, find_listed_trainer, search_trainers
 from .forms import SearchForm
 from .htmx import render
@@ -18,7 +19,8 @@ def search():
     if not form.validate():
         return render("pages/search.html", "partials/search_results.html", status=400, form=form, results=None)
     results = search_trainers(_filters_from(form), per_page=current_app.config["SEARCH_PAGE_SIZE"])
-    return render("pages/search.html", "partials/search_results.html", form=form, results=results)
+    return render("pages/search.html", "partials/search_results.html", form=form, results=results,
+                  online_ids=online_among([t.id for t in results.items]))
 
 
 def _filters_from(form: SearchForm) -> SearchFilters:
@@ -42,7 +44,8 @@ def profile(slug: str):
     trainer = find_listed_trainer(slug)
     if trainer is None:
         trainer = _unlisted_profile_for_owner_or_admin(slug)
-    return render("pages/trainer_profile.html", "partials/trainer_profile.html", trainer=trainer)
+    return render("pages/trainer_profile.html", "partials/trainer_profile.html", trainer=trainer,
+                  online_ids=online_among([trainer.id]), live_trainer_id=trainer.id)
 
 
 def _unlisted_profile_for_owner_or_admin(slug: str) -> TrainerProfile:

@@ -1,0 +1,1 @@
+"""Real-time layer: the SSE hub, channel rules, the outbox and presence."""

@@ -1,0 +1,198 @@
+"""The SSE hub: ONE Redis PubSub connection per worker process, fanning out to the open streams
+of that process through in-memory subscriptions.
+
+Stock flask-sse opens a Redis connection per open page; here a page costs a deque, an event
+flag and its socket. Each Redis message is decoded and formatted once per process, then the
+same bytes are handed to every subscribed stream."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+
+import redis
+from flask_sse import Message, ServerSentEventsBlueprint
+
+from .connection import channel_prefix, redis_client
+
+log = logging.getLogger(__name__)
+
+
+def _wakeup_flag():
+    """A gevent Event under gunicorn's gevent worker (threading is patched there), else a
+    threading.Event (tests, the Werkzeug dev server)."""
+    try:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):
+            from gevent.event import Event
+
+            return Event()
+    except ImportError:  # pragma: no cover - gevent is a runtime dependency
+        pass
+    return threading.Event()
+
+
+class Subscription:
+    """One open stream's inbox: (event id, SSE bytes) pairs and a flag that wakes its writer."""
+
+    __slots__ = ("channels", "pending", "wakeup", "closed")
+
+    def __init__(self, channels: tuple[str, ...]):
+        self.channels = channels
+        self.pending: deque[tuple[str | None, bytes]] = deque()
+        self.wakeup = _wakeup_flag()
+        self.closed = False
+
+    def push(self, item: tuple[str | None, bytes]) -> None:
+        self.pending.append(item)
+        self.wakeup.set()
+
+    def close(self) -> None:
+        """Ask the stream to end (shutdown, or a Redis reconnect that may have lost messages)."""
+        self.closed = True
+        self.wakeup.set()
+
+
+class RealtimeHub(ServerSentEventsBlueprint):
+    """flask-sse's blueprint with its Message wire format and `publish()` API, but one shared
+    subscriber per process, channel prefixes (Redis pub/sub ignores db numbers), and streams
+    that are authorized, replayed and kept alive by `fittribe.realtime.stream`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._redis_url: str | None = None
+        self._prefix = ""
+        self.stopping = False
+        self.connected = threading.Event()
+        self.reconnects = 0
+
+    # --- publishing (same signature as flask-sse) ---------------------------------------
+    @property
+    def redis(self) -> redis.Redis:
+        client = redis_client()
+        if client is None:
+            raise KeyError("Must set REDIS_URL in app config.")
+        return client
+
+    def publish(self, data, type=None, id=None, retry=None, channel="public"):
+        message = Message(data, type=type, id=id, retry=retry)
+        return self.redis.publish(channel_prefix() + channel, json.dumps(message.to_dict()))
+
+    # --- subscribing -------------------------------------------------------------------
+    def subscribe(self, channels: list[str] | tuple[str, ...]) -> Subscription:
+        self._ensure_listener()
+        subscription = Subscription(tuple(channels))
+        with self._lock:
+            for channel in subscription.channels:
+                self._subscribers.setdefault(channel, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            for channel in subscription.channels:
+                streams = self._subscribers.get(channel)
+                if streams is not None:
+                    streams.discard(subscription)
+                    if not streams:
+                        del self._subscribers[channel]
+
+    def open_streams(self) -> int:
+        with self._lock:
+            return len({s for streams in self._subscribers.values() for s in streams})
+
+    def messages(self, channel="public"):
+        """flask-sse's generator API on top of the shared subscriber."""
+        subscription = self.subscribe([channel])
+        try:
+            while not subscription.closed:
+                subscription.wakeup.wait()
+                subscription.wakeup.clear()
+                while subscription.pending:
+                    yield subscription.pending.popleft()[1].decode()
+        finally:
+            self.unsubscribe(subscription)
+
+    def shutdown(self) -> None:
+        """End every open stream now (SIGTERM): browsers reconnect to another worker."""
+        self.stopping = True
+        self._close_all()
+
+    # --- the one Redis subscriber per process ---------------------------------------------
+    def configure(self, redis_url: str | None, prefix: str) -> None:
+        self._redis_url, self._prefix = redis_url, prefix
+
+    def _ensure_listener(self) -> None:
+        if self._listener is not None and self._listener.is_alive():
+            return
+        with self._lock:
+            if self._listener is not None and self._listener.is_alive():
+                return
+            if not self._redis_url:
+                raise RuntimeError("REDIS_URL is not configured: live updates need Redis.")
+            self._listener = threading.Thread(target=self._listen, name="sse-hub", daemon=True)
+            self._listener.start()
+        # Don't let the first stream miss what is published right after it subscribes.
+        self.connected.wait(5)
+
+    def _listen(self) -> None:
+        backoff, first = 0.2, True
+        while not self.stopping:
+            pubsub = None
+            try:
+                client = redis.Redis.from_url(self._redis_url, socket_connect_timeout=5, health_check_interval=15)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(self._prefix + "*")
+                if not first:
+                    # Messages published while we were away are in the outbox: end the streams so
+                    # browsers reconnect with Last-Event-ID and get them replayed.
+                    self.reconnects += 1
+                    self._close_all()
+                    log.warning("SSE hub reconnected to Redis; streams asked to resume from replay")
+                first, backoff = False, 0.2
+                self.connected.set()
+                while not self.stopping:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "pmessage":
+                        self._dispatch(message["channel"], message["data"])
+            except (redis.RedisError, OSError) as error:
+                self.connected.clear()
+                log.warning("SSE hub lost Redis (%s); retrying in %.1f s", error, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except (redis.RedisError, OSError):
+                        pass
+
+    def _dispatch(self, redis_channel: bytes, data: bytes) -> None:
+        channel = redis_channel[len(self._prefix):].decode()
+        streams = self._subscribers.get(channel)
+        if not streams:
+            return
+        try:
+            fields = json.loads(data)
+            message = Message(**fields)
+        except (ValueError, TypeError):
+            log.warning("Ignoring malformed SSE message on %s", channel)
+            return
+        event_id = None if message.id is None else str(message.id)
+        item = (event_id, str(message).encode())
+        for subscription in tuple(streams):  # a copy: streams come and go while we deliver
+            subscription.push(item)
+
+    def _close_all(self) -> None:
+        with self._lock:
+            everyone = {s for streams in self._subscribers.values() for s in streams}
+        for subscription in everyone:
+            subscription.close()
+
+
+sse = RealtimeHub("sse", __name__)

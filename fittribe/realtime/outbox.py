@@ -1,0 +1,118 @@
+"""The outbox: services record events in their own transaction; after commit they are
+published to Redis with their database id; the worker relays whatever was left behind and
+prunes old rows; reconnecting streams replay from here."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+
+import redis
+from flask import current_app, render_template
+from flask_sse import Message
+from sqlalchemy import delete, event as sa_event, select, update
+from sqlalchemy.orm import Session
+
+from ..extensions import db
+from ..models import Event
+from .connection import channel_prefix, redis_client
+
+log = logging.getLogger(__name__)
+PENDING_KEY = "outbox_pending"
+
+
+def record(channel: str, *, partial: str | None = None, context: dict | None = None,
+           type: str | None = None, data: str = "") -> Event:
+    """Add an event to the current transaction. With `partial` it is an unnamed message whose
+    HTML (out-of-band fragments) is the same for every subscriber; with `type` it is a named
+    event that lets each page re-fetch its own fragment."""
+    payload = {"partial": partial, "context": context or {}} if partial else {"data": data}
+    event = Event(channel=channel, type=type, payload=payload)
+    db.session.add(event)
+    return event
+
+
+def render_data(payload: dict) -> str:
+    if payload.get("partial"):
+        return render_template(payload["partial"], **payload.get("context", {}))
+    return payload.get("data", "")
+
+
+def sse_message(event_id: int, type: str | None, payload: dict) -> Message:
+    return Message(render_data(payload), type=type, id=event_id)
+
+
+def publish(rows: list[tuple[int, str, str | None, dict]]) -> list[int]:
+    """Publish (id, channel, type, payload) rows; return the ids that reached Redis."""
+    client = redis_client()
+    if client is None or not rows:
+        return []
+    published = []
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for event_id, channel, type_, payload in rows:
+                message = sse_message(event_id, type_, payload)
+                pipe.publish(channel_prefix() + channel, json.dumps(message.to_dict()))
+                published.append(event_id)
+            pipe.execute()
+    except (redis.RedisError, OSError) as error:
+        log.warning("Outbox publish failed (%s); the relay will retry", error)
+        return []
+    return published
+
+
+def _mark_published(ids: list[int]) -> None:
+    if ids:
+        with db.engine.begin() as connection:
+            connection.execute(update(Event).where(Event.id.in_(ids)).values(published_at=datetime.now(timezone.utc)))
+
+
+# --- publish after commit -------------------------------------------------------------
+@sa_event.listens_for(Session, "after_flush")
+def _collect_new_events(session: Session, flush_context) -> None:
+    rows = [(obj.id, obj.channel, obj.type, obj.payload) for obj in session.new if isinstance(obj, Event)]
+    if rows:
+        session.info.setdefault(PENDING_KEY, []).extend(rows)
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _publish_after_commit(session: Session) -> None:
+    rows = session.info.pop(PENDING_KEY, None)
+    if rows and current_app:
+        _mark_published(publish(rows))
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction) -> None:
+    session.info.pop(PENDING_KEY, None)
+
+
+# --- the worker's jobs and replay ----------------------------------------------------
+def relay_unpublished(older_than_seconds: float | None = None, batch: int = 500) -> int:
+    """Publish events whose commit happened but whose publish did not (a crash in between, or
+    Redis away). SKIP LOCKED lets several relays run without publishing a row twice."""
+    older_than = older_than_seconds if older_than_seconds is not None else current_app.config["OUTBOX_RELAY_AFTER"]
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than)
+    events = db.session.scalars(
+        select(Event).where(Event.published_at.is_(None), Event.created_at <= cutoff)
+        .order_by(Event.id).limit(batch).with_for_update(skip_locked=True)
+    ).all()
+    ids = publish([(e.id, e.channel, e.type, e.payload) for e in events])
+    if ids:
+        db.session.execute(update(Event).where(Event.id.in_(ids)).values(published_at=datetime.now(timezone.utc)))
+    db.session.commit()
+    return len(ids)
+
+
+def prune(retention_hours: float | None = None) -> int:
+    hours = retention_hours if retention_hours is not None else current_app.config["OUTBOX_RETENTION_HOURS"]
+    cutoff = datetime.now(timezone.utc) - timedelta(hours=hours)
+    result = db.session.execute(delete(Event).where(Event.created_at < cutoff, Event.published_at.is_not(None)))
+    db.session.commit()
+    return result.rowcount or 0
+
+
+def events_after(last_id: int, channels: list[str], limit: int = 1000) -> list[Event]:
+    return list(db.session.scalars(
+        select(Event).where(Event.id > last_id, Event.channel.in_(channels)).order_by(Event.id).limit(limit)
+    ))

@@ -1,0 +1,152 @@
+"""GET /stream: one multiplexed, authorized, replayable SSE stream per page.
+
+Everything that needs the database or the app (authorization, presence, replay, rendering)
+happens in the view; the generator that lives as long as the page holds no app context, no
+DB session and no Redis connection of its own."""
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import abort, current_app, request
+from flask_login import current_user
+
+from ..extensions import db, limiter
+from ..models import Role, TrainerProfile
+from . import outbox, presence
+from .channels import channels_for
+from .connection import redis_client
+from .hub import Subscription, sse
+
+STREAM_LEASES = "fittribe:streams:"
+
+
+def _viewed_trainer_id() -> int | None:
+    """The trainer profile on screen (?trainer=<id>): it must be one this user may see."""
+    raw = request.args.get("trainer")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        abort(400, "trainer must be a trainer id.")
+    trainer = db.session.get(TrainerProfile, int(raw))
+    if trainer is None:
+        abort(404)
+    if not trainer.is_approved or trainer.user.is_suspended:
+        owner_or_admin = current_user.is_authenticated and (
+            current_user.id == trainer.user_id or current_user.has_role(Role.ADMIN))
+        if not owner_or_admin:
+            abort(404)
+    return trainer.id
+
+
+def _last_event_id() -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        abort(400, "Last-Event-ID must be an event id.")
+    return int(raw)
+
+
+def _client_key() -> str:
+    return f"user:{current_user.id}" if current_user.is_authenticated else f"ip:{request.remote_addr}"
+
+
+@limiter.limit(lambda: current_app.config["RATELIMIT_STREAM"])
+def stream():
+    if sse.stopping:  # this worker is shutting down: the browser retries and lands on another
+        abort(503)
+    channels = channels_for(current_user, _viewed_trainer_id())
+    asked = request.args.getlist("channel")
+    if any(channel not in channels for channel in asked):
+        abort(403)  # a client never chooses a channel it may not read
+    last_id = _last_event_id()
+    config = current_app.config
+    heartbeat = config["SSE_HEARTBEAT_SECONDS"]
+    stream_id = uuid.uuid4().hex
+    client = redis_client()
+
+    cap = config["STREAM_CAP_PER_CLIENT"]
+    cap_key = STREAM_LEASES + _client_key()
+    if cap:
+        now = time.time()
+        with client.pipeline() as pipe:
+            pipe.zremrangebyscore(cap_key, "-inf", now)
+            pipe.zcard(cap_key)
+            _, open_streams = pipe.execute()
+        if open_streams >= cap:
+            abort(429, f"You have {open_streams} live pages open; close one to go live here.")
+        client.zadd(cap_key, {stream_id: now + 2 * heartbeat})
+
+    trainer_id = None
+    if current_user.is_authenticated and current_user.has_role(Role.TRAINER) and current_user.trainer_profile:
+        trainer_id = current_user.trainer_profile.id
+        presence.stream_opened(trainer_id, stream_id)
+
+    # Subscribe before reading the replay, so nothing falls between the two; what arrives
+    # twice is dropped by id in the generator.
+    subscription = sse.subscribe(channels)
+    first = [b": connected\n\n"]
+    replayed: set[str] = set()
+    if last_id is not None:
+        for event in outbox.events_after(last_id, channels, limit=config["SSE_REPLAY_LIMIT"]):
+            first.append(str(outbox.sse_message(event.id, event.type, event.payload)).encode())
+            replayed.add(str(event.id))
+
+    def renew() -> None:
+        if cap:
+            client.zadd(cap_key, {stream_id: time.time() + 2 * heartbeat}, xx=True)
+        if trainer_id is not None:
+            presence.stream_renewed(client, trainer_id, stream_id, config["PRESENCE_TTL"])
+
+    closed = False
+
+    def close() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
+        sse.unsubscribe(subscription)
+        if cap:
+            client.zrem(cap_key, stream_id)
+        if trainer_id is not None:
+            presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
+
+    response = current_app.response_class(
+        _event_stream(subscription, first, replayed, heartbeat, renew, close),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.call_on_close(close)  # also runs if the client left before the first byte
+    return response
+
+
+def _event_stream(subscription: Subscription, first: list[bytes], replayed: set[str], heartbeat: float,
+                  renew, close):
+    try:
+        yield b"".join(first)
+        next_beat = time.monotonic() + heartbeat
+        while True:
+            woke = subscription.wakeup.wait(max(0.0, next_beat - time.monotonic()))
+            if woke:
+                subscription.wakeup.clear()
+                chunks = []
+                while subscription.pending:
+                    event_id, data = subscription.pending.popleft()
+                    if event_id is not None and event_id in replayed:
+                        continue
+                    chunks.append(data)
+                if chunks:
+                    yield b"".join(chunks)
+                if subscription.closed:
+                    return
+            if time.monotonic() >= next_beat:
+                # A write to a vanished client fails here, so it is cleaned up within one beat.
+                yield b": heartbeat\n\n"
+                renew()
+                next_beat = time.monotonic() + heartbeat
+    finally:
+        close()
+
+
+sse.add_url_rule("", endpoint="stream", view_func=stream)

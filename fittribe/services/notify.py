@@ -1,0 +1,44 @@
+"""In-app notifications: stored, and pushed live to every open page of the user."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select, update
+
+from ..extensions import db
+from ..models import Notification
+from ..realtime import outbox
+from ..realtime.channels import user_channel
+
+PAGE_SIZE = 20
+
+
+def unread_count(user_id: int) -> int:
+    return db.session.scalar(select(func.count(Notification.id)).where(
+        Notification.user_id == user_id, Notification.read_at.is_(None))) or 0
+
+
+def notify(user_id: int, kind: str, message: str, link: str | None = None) -> Notification:
+    """Add a notification to the caller's transaction; it reaches the user's open pages when
+    the caller commits (outbox), and a reconnecting page gets it by replay."""
+    notification = Notification(user_id=user_id, kind=kind, message=message[:500], link=link)
+    db.session.add(notification)
+    db.session.flush()
+    outbox.record(user_channel(user_id), partial="partials/notification_push.html", context={
+        "notification": {"id": notification.id, "kind": kind, "message": notification.message, "link": link},
+        "unread": unread_count(user_id),
+    })
+    return notification
+
+
+def recent(user_id: int, page: int = 1):
+    query = select(Notification).where(Notification.user_id == user_id).order_by(Notification.id.desc())
+    return db.paginate(query, page=page, per_page=PAGE_SIZE, error_out=False)
+
+
+def mark_all_read(user_id: int) -> int:
+    result = db.session.execute(update(Notification).where(
+        Notification.user_id == user_id, Notification.read_at.is_(None)).values(read_at=datetime.now(timezone.utc)))
+    outbox.record(user_channel(user_id), partial="partials/unread_badge_push.html", context={"unread": 0})
+    db.session.commit()
+    return result.rowcount or 0

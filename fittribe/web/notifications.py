@@ -1,0 +1,23 @@
+from flask import Blueprint, flash, request, url_for
+from flask_login import current_user, login_required
+
+from ..services import notify
+from .htmx import render, see_other
+
+bp = Blueprint("notifications", __name__, url_prefix="/notifications")
+
+
+@bp.get("/")
+@login_required
+def index():
+    page = request.args.get("page", 1, type=int)
+    return render("pages/notifications.html", "partials/notification_list.html",
+                  notifications=notify.recent(current_user.id, max(page, 1)))
+
+
+@bp.post("/read")
+@login_required
+def mark_all_read():
+    count = notify.mark_all_read(current_user.id)
+    flash(f"Marked {count} notification{'s' if count != 1 else ''} as read." if count else "Nothing unread.", "info")
+    return see_other(url_for("notifications.index"))

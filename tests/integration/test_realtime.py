@@ -1,0 +1,297 @@
+"""The real-time layer against a real gunicorn + gevent server, PostgreSQL and Redis:
+authorized channels, outbox replay, relay, presence, notifications and stream hygiene."""
+import socket
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis as redis_lib
+import requests
+from sqlalchemy import insert, select
+
+from fittribe.extensions import db
+from fittribe.models import Event, Notification, TrainerProfile, User
+from fittribe.realtime import outbox, presence
+from fittribe.realtime.channels import PUBLIC, user_channel
+from fittribe.services.notify import notify
+from tests.helpers import SSEClient, live_login
+
+
+def user_id(app, email: str) -> int:
+    with app.app_context():
+        return db.session.scalar(select(User.id).where(User.email == email))
+
+
+def trainer_id(app, slug: str) -> int:
+    with app.app_context():
+        return db.session.scalar(select(TrainerProfile.id).where(TrainerProfile.slug == slug))
+
+
+def send_notification(app, to_user: int, message: str) -> int:
+    with app.app_context():
+        notify(to_user, "test", message, "/notifications/")
+        db.session.commit()
+        return db.session.scalar(select(Event.id).order_by(Event.id.desc()).limit(1))
+
+
+def public_event(app, text: str) -> int:
+    with app.app_context():
+        event = outbox.record(PUBLIC, type="ping", data=text)
+        db.session.commit()
+        return event.id
+
+
+@pytest.fixture
+def member_session(live_server, demo):
+    session = requests.Session()
+    live_login(session, live_server, "member@fittribe.example")
+    return session
+
+
+def test_stream_headers_and_initial_comment(live_server, demo):
+    stream = SSEClient(requests.Session(), live_server + "/stream")
+    try:
+        assert stream.response.status_code == 200
+        headers = stream.response.headers
+        assert headers["Content-Type"].startswith("text/event-stream")
+        assert headers["Cache-Control"] == "no-cache" and headers["X-Accel-Buffering"] == "no"
+        assert "Content-Encoding" not in headers  # never compressed
+        assert stream.next(timeout=2, comments=True) == {"comment": "connected"}
+        assert stream.next(timeout=3, comments=True) == {"comment": "heartbeat"}  # 1 s heartbeat in tests
+    finally:
+        stream.close()
+
+
+def test_member_only_gets_their_own_user_channel(app, live_server, member_session):
+    member, trainer = user_id(app, "member@fittribe.example"), user_id(app, "trainer@fittribe.example")
+    stream = SSEClient(member_session, live_server + "/stream")
+    try:
+        stream.next(comments=True)
+        send_notification(app, trainer, "for the trainer only")
+        mine = send_notification(app, member, "for the member")
+        events = stream.events_until(lambda e: e.get("id") == str(mine))
+        text = " ".join(e["data"] for e in events)
+        assert "for the member" in text and "for the trainer only" not in text
+    finally:
+        stream.close()
+
+
+@pytest.mark.parametrize("query", ["channel=user:999", "channel=admin", "channel=public&channel=user:999",
+                                   "channel=trainer:1"])
+def test_asking_for_a_channel_you_may_not_read_is_403(live_server, member_session, query):
+    response = member_session.get(f"{live_server}/stream?{query}", stream=True, timeout=5)
+    assert response.status_code == 403
+    response.close()
+
+
+def test_anonymous_stream_gets_public_and_viewed_trainer_only(app, live_server, demo):
+    maya = trainer_id(app, "maya-chen")
+    assert requests.get(f"{live_server}/stream?channel=user:1", timeout=5).status_code == 403
+    stream = SSEClient(requests.Session(), f"{live_server}/stream?trainer={maya}&channel=public&channel=trainer:{maya}")
+    try:
+        assert stream.response.status_code == 200
+        stream.next(comments=True)
+        send_notification(app, user_id(app, "member@fittribe.example"), "private")
+        ping = public_event(app, "hello everyone")
+        events = stream.events_until(lambda e: e.get("id") == str(ping))
+        assert [e["data"] for e in events] == ["hello everyone"]
+        assert events[0]["event"] == "ping"  # a named event: a DOM event for htmx, not a swap
+    finally:
+        stream.close()
+
+
+def test_unlisted_trainer_channel_is_not_readable(app, live_server, demo):
+    pending = trainer_id(app, "jordan-pending")
+    assert requests.get(f"{live_server}/stream?trainer={pending}", timeout=5).status_code == 404
+    assert requests.get(f"{live_server}/stream?trainer=abc", timeout=5).status_code == 400
+
+
+def test_admin_may_read_the_admin_channel(live_server, demo):
+    session = requests.Session()
+    live_login(session, live_server, "admin@fittribe.example")
+    response = session.get(f"{live_server}/stream?channel=admin", stream=True, timeout=5)
+    assert response.status_code == 200
+    response.close()
+
+
+def test_replay_after_reconnect_then_live(app, live_server, member_session):
+    member = user_id(app, "member@fittribe.example")
+    stream = SSEClient(member_session, live_server + "/stream")
+    stream.next(comments=True)
+    first = send_notification(app, member, "event 1")
+    assert stream.events_until(lambda e: e.get("id") == str(first))[-1]["id"] == str(first)
+    stream.close()
+
+    missed = [send_notification(app, member, f"event {n}") for n in range(2, 6)]
+    again = SSEClient(member_session, live_server + "/stream", headers={"Last-Event-ID": str(first)})
+    try:
+        replayed = [again.next() for _ in missed]
+        assert [int(e["id"]) for e in replayed] == missed
+        assert [f"event {n}" in e["data"] for n, e in zip(range(2, 6), replayed)] == [True] * 4
+        live = send_notification(app, member, "event 6")
+        after = again.events_until(lambda e: e.get("id") == str(live))
+        assert [int(e["id"]) for e in after] == [live]  # no duplicates of the replayed ones
+    finally:
+        again.close()
+
+
+def test_replay_accepts_a_query_parameter_and_rejects_garbage(app, live_server, member_session):
+    member = user_id(app, "member@fittribe.example")
+    first = send_notification(app, member, "one")
+    second = send_notification(app, member, "two")
+    stream = SSEClient(member_session, f"{live_server}/stream?last_event_id={first}")
+    try:
+        assert stream.next()["id"] == str(second)
+    finally:
+        stream.close()
+    bad = member_session.get(f"{live_server}/stream", headers={"Last-Event-ID": "1; DROP"}, timeout=5)
+    assert bad.status_code == 400
+
+
+def test_relay_publishes_what_a_crash_left_unpublished(app, live_server, demo):
+    stream = SSEClient(requests.Session(), live_server + "/stream")
+    try:
+        stream.next(comments=True)
+        with app.app_context():
+            # Committed but never published: as if the process died between commit and publish.
+            event_id = db.session.execute(insert(Event).values(
+                channel=PUBLIC, type="ping", payload={"data": "survived a crash"},
+                created_at=datetime.now(timezone.utc) - timedelta(seconds=10)).returning(Event.id)).scalar_one()
+            db.session.commit()
+            assert outbox.relay_unpublished() == 1
+            assert db.session.get(Event, event_id).published_at is not None
+            assert outbox.relay_unpublished() == 0  # never twice
+        event = stream.events_until(lambda e: e.get("id") == str(event_id))[-1]
+        assert event["data"] == "survived a crash"
+    finally:
+        stream.close()
+
+
+def test_prune_removes_old_published_events_only(app):
+    with app.app_context():
+        old = datetime.now(timezone.utc) - timedelta(hours=48)
+        db.session.execute(insert(Event), [
+            dict(channel=PUBLIC, payload={"data": "old"}, created_at=old, published_at=old),
+            dict(channel=PUBLIC, payload={"data": "old, never published"}, created_at=old),
+            dict(channel=PUBLIC, payload={"data": "new"}, published_at=datetime.now(timezone.utc)),
+        ])
+        db.session.commit()
+        assert outbox.prune() == 1
+        assert sorted(db.session.scalars(select(Event.payload["data"].as_string()))) == ["new", "old, never published"]
+
+
+def test_vanished_client_is_cleaned_up_within_a_heartbeat(app, live_server, demo):
+    client = redis_lib.Redis.from_url(app.config["REDIS_URL"])
+    key = "fittribe:streams:ip:127.0.0.1"
+    sock = socket.create_connection(("127.0.0.1", int(live_server.rsplit(":", 1)[1])))
+    sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+    received = b""
+    while b": connected" not in received:
+        received += sock.recv(4096)
+    assert client.zcard(key) == 1
+    sock.close()  # the page vanished without a goodbye
+    deadline = time.monotonic() + 2.5  # heartbeat is 1 s in tests
+    while client.zcard(key) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.zcard(key) == 0
+
+
+def test_stream_connections_are_capped_per_client(app, live_server, demo):
+    app_cap = 12
+    session = requests.Session()
+    streams = [session.get(live_server + "/stream", stream=True, timeout=5) for _ in range(app_cap)]
+    try:
+        assert [s.status_code for s in streams] == [200] * app_cap
+        refused = requests.get(live_server + "/stream", timeout=5)
+        assert refused.status_code == 429 and "live pages open" in refused.text
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_redis_connections_do_not_grow_with_streams(app, live_server, demo):
+    client = redis_lib.Redis.from_url(app.config["REDIS_URL"])
+    db_number = client.connection_pool.connection_kwargs["db"]
+
+    def connections() -> int:
+        return sum(1 for c in client.client_list() if int(c.get("db", -1)) == db_number or
+                   c.get("cmd", "").startswith("psubscribe"))
+
+    warm = SSEClient(requests.Session(), live_server + "/stream")
+    warm.next(comments=True)
+    before = connections()
+    streams = [SSEClient(requests.Session(), live_server + "/stream") for _ in range(10)]
+    try:
+        for stream in streams:
+            stream.next(comments=True)
+        assert connections() <= before + 1
+    finally:
+        for stream in streams + [warm]:
+            stream.close()
+
+
+def test_notification_is_stored_and_pushed_with_unread_count(app, live_server, member_session):
+    member = user_id(app, "member@fittribe.example")
+    stream = SSEClient(member_session, live_server + "/stream")
+    try:
+        stream.next(comments=True)
+        event_id = send_notification(app, member, "Your session is confirmed <b>now</b>")
+        event = stream.events_until(lambda e: e.get("id") == str(event_id))[-1]
+        assert "event" not in event  # unnamed: htmx swaps its out-of-band fragments
+        assert 'hx-swap-oob="innerHTML:#notification-toast"' in event["data"]
+        assert 'hx-swap-oob="afterbegin:#notification-list"' in event["data"]
+        assert 'id="unread-count"' in event["data"] and ">1<" in event["data"]
+        assert "&lt;b&gt;now&lt;/b&gt;" in event["data"]  # escaped
+    finally:
+        stream.close()
+    page = member_session.get(live_server + "/notifications/").text
+    assert "Your session is confirmed" in page
+    with app.app_context():
+        assert db.session.scalar(select(Notification.read_at).where(Notification.user_id == member)) is None
+
+
+def test_mark_all_read(app, live_server, member_session):
+    from tests.helpers import csrf_token_from
+
+    member = user_id(app, "member@fittribe.example")
+    send_notification(app, member, "one")
+    send_notification(app, member, "two")
+    page = member_session.get(live_server + "/notifications/").text
+    assert 'id="unread-count" class="count"' in page
+    response = member_session.post(live_server + "/notifications/read", data={"csrf_token": csrf_token_from(page)})
+    assert "Marked 2 notifications as read" in response.text
+    assert "count-zero" in response.text
+    assert requests.get(live_server + "/notifications/", allow_redirects=False, timeout=5).status_code == 302
+
+
+def test_presence_follows_the_trainers_stream_and_switch(app, live_server, demo):
+    maya = trainer_id(app, "maya-chen")
+    watcher = SSEClient(requests.Session(), live_server + "/stream")
+    try:
+        watcher.next(comments=True)
+        trainer = requests.Session()
+        live_login(trainer, live_server, "trainer@fittribe.example")
+        trainer_stream = SSEClient(trainer, live_server + "/stream")
+        online = watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]
+        assert "presence-online" in online["data"] and f'hx-swap-oob="outerHTML:.presence-of-{maya}"' in online["data"]
+        with app.app_context():
+            assert presence.is_online(maya)
+        assert "presence-online" in requests.get(f"{live_server}/trainers/maya-chen", timeout=5).text
+
+        trainer_stream.close()  # last page closed: offline after the grace period, via the sweeper
+        deadline = time.monotonic() + 4  # noticed at the next heartbeat (1 s), then 0.5 s of grace
+        with app.app_context():
+            while not presence.sweep():
+                assert time.monotonic() < deadline, "the trainer never went offline"
+                time.sleep(0.2)
+        offline = watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]
+        assert "presence-offline" in offline["data"]
+
+        with app.app_context():
+            presence.set_available(maya, True)
+        assert "presence-online" in watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]["data"]
+        with app.app_context():
+            presence.set_available(maya, False)
+        assert "presence-offline" in watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]["data"]
+    finally:
+        watcher.close()
