@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask, abort, g, request
 from whitenoise import WhiteNoise
 
-from config import BASE_DIR, INSTANCE_DIR, config_for
+from config import BASE_DIR, INSTANCE_DIR, config_for, limits_storage_uri
 
 from .extensions import compress, csrf, db, limiter, login_manager, migrate, static_digest, talisman
 
@@ -51,6 +51,7 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
 
 
 def _init_extensions(app: Flask) -> None:
+    _share_redis_pool_with_limiter(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
     csrf.init_app(app)
@@ -77,6 +78,19 @@ def _init_extensions(app: Flask) -> None:
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
         # A suspended account loses its open sessions too, not only future logins.
         return user if user is not None and user.is_active else None
+
+
+def _share_redis_pool_with_limiter(app: Flask) -> None:
+    """Rate-limit counters use the process's small blocking Redis pool: a burst of thousands of
+    stream connects must not open thousands of Redis connections."""
+    storage = app.config["RATELIMIT_STORAGE_URI"]
+    redis_url = app.config.get("REDIS_URL")
+    if redis_url and storage == limits_storage_uri(redis_url) and "RATELIMIT_STORAGE_OPTIONS" not in app.config:
+        from .realtime.connection import redis_client
+
+        with app.app_context():
+            pool = redis_client(redis_url).connection_pool
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": pool}
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -2,8 +2,11 @@
 of that process through in-memory subscriptions.
 
 Stock flask-sse opens a Redis connection per open page; here a page costs a deque, an event
-flag and its socket. Each Redis message is decoded and formatted once per process, then the
-same bytes are handed to every subscribed stream."""
+flag and its socket. Each Redis message is decoded, formatted and chunk-framed once per
+process. Under gunicorn the hub then writes those bytes straight to each idle stream's socket
+(non-blocking); only a stream whose socket is busy or full is handed the bytes to write itself.
+That keeps a delivery to one send() instead of a greenlet switch and a trip through the WSGI
+stack, which is what lets one worker hold thousands of pages."""
 from __future__ import annotations
 
 import json
@@ -35,20 +38,52 @@ def _wakeup_flag():
     return threading.Event()
 
 
+def chunk(data: bytes) -> bytes:
+    """HTTP/1.1 chunked framing, exactly as gunicorn frames what a WSGI app yields."""
+    return b"%X\r\n%s\r\n" % (len(data), data)
+
+
 class Subscription:
-    """One open stream's inbox: (event id, SSE bytes) pairs and a flag that wakes its writer."""
+    """One open stream's inbox: (event id, bytes) pairs and a flag that wakes its writer.
 
-    __slots__ = ("channels", "pending", "wakeup", "closed")
+    With `raw_socket` set (gunicorn, plain HTTP/1.1), the bytes are chunk-framed and the hub
+    may send them itself while `direct` is true; otherwise they are plain SSE text that the
+    stream yields to the WSGI server."""
 
-    def __init__(self, channels: tuple[str, ...]):
+    __slots__ = ("channels", "pending", "wakeup", "closed", "raw_socket", "direct", "skip_ids")
+
+    def __init__(self, channels: tuple[str, ...], raw_socket=None):
         self.channels = channels
         self.pending: deque[tuple[str | None, bytes]] = deque()
         self.wakeup = _wakeup_flag()
         self.closed = False
+        self.raw_socket = raw_socket
+        self.direct = False  # the stream's own greenlet holds the socket until it says otherwise
+        self.skip_ids: set[str] = set()  # ids already sent by the replay
 
     def push(self, item: tuple[str | None, bytes]) -> None:
         self.pending.append(item)
         self.wakeup.set()
+
+    def deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
+        if event_id is not None and event_id in self.skip_ids:
+            return
+        if self.raw_socket is None:
+            self.push((event_id, text))
+            return
+        if self.direct and not self.pending:
+            try:
+                sent = self.raw_socket.send(framed)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # the page is gone
+                self.close()
+                return
+            if sent == len(framed):
+                return
+            framed = framed[sent:]
+            self.direct = False  # the rest must go first: the stream's greenlet writes it
+        self.push((event_id, framed))
 
     def close(self) -> None:
         """Ask the stream to end (shutdown, or a Redis reconnect that may have lost messages)."""
@@ -85,9 +120,9 @@ class RealtimeHub(ServerSentEventsBlueprint):
         return self.redis.publish(channel_prefix() + channel, json.dumps(message.to_dict()))
 
     # --- subscribing -------------------------------------------------------------------
-    def subscribe(self, channels: list[str] | tuple[str, ...]) -> Subscription:
+    def subscribe(self, channels: list[str] | tuple[str, ...], raw_socket=None) -> Subscription:
         self._ensure_listener()
-        subscription = Subscription(tuple(channels))
+        subscription = Subscription(tuple(channels), raw_socket)
         with self._lock:
             for channel in subscription.channels:
                 self._subscribers.setdefault(channel, set()).add(subscription)
@@ -184,9 +219,10 @@ class RealtimeHub(ServerSentEventsBlueprint):
             log.warning("Ignoring malformed SSE message on %s", channel)
             return
         event_id = None if message.id is None else str(message.id)
-        item = (event_id, str(message).encode())
+        text = str(message).encode()
+        framed = chunk(text)
         for subscription in tuple(streams):  # a copy: streams come and go while we deliver
-            subscription.push(item)
+            subscription.deliver(event_id, text, framed)
 
     def _close_all(self) -> None:
         with self._lock:

@@ -16,9 +16,22 @@ from ..models import Role, TrainerProfile
 from . import outbox, presence
 from .channels import channels_for
 from .connection import redis_client
-from .hub import Subscription, sse
+from .hub import Subscription, chunk, sse
 
 STREAM_LEASES = "fittribe:streams:"
+HEARTBEAT = b": heartbeat\n\n"
+
+
+def _gunicorn_socket(environ):
+    """gunicorn's client socket when the hub may write chunk-framed bytes to it directly:
+    plain (not TLS) HTTP/1.1 under the gevent worker. Otherwise None, and the stream yields
+    through the WSGI server like any response."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None or environ.get("SERVER_PROTOCOL") == "HTTP/1.0" or environ.get("REQUEST_METHOD") != "GET":
+        return None
+    if getattr(sock, "_sock", None) is None or hasattr(sock, "_sslobj"):
+        return None
+    return sock
 
 
 def _viewed_trainer_id() -> int | None:
@@ -85,13 +98,13 @@ def stream():
 
     # Subscribe before reading the replay, so nothing falls between the two; what arrives
     # twice is dropped by id in the generator.
-    subscription = sse.subscribe(channels)
+    sock = _gunicorn_socket(request.environ)
+    subscription = sse.subscribe(channels, raw_socket=sock._sock if sock is not None else None)
     first = [b": connected\n\n"]
-    replayed: set[str] = set()
     if last_id is not None:
         for event in outbox.events_after(last_id, channels, limit=config["SSE_REPLAY_LIMIT"]):
             first.append(str(outbox.sse_message(event.id, event.type, event.payload)).encode())
-            replayed.add(str(event.id))
+            subscription.skip_ids.add(str(event.id))
 
     def renew() -> None:
         if cap:
@@ -112,8 +125,10 @@ def stream():
         if trainer_id is not None:
             presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
 
+    body = (_direct_stream(subscription, b"".join(first), heartbeat, renew, close, sock) if sock is not None
+            else _event_stream(subscription, b"".join(first), heartbeat, renew, close))
     response = current_app.response_class(
-        _event_stream(subscription, first, replayed, heartbeat, renew, close),
+        body,
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -121,30 +136,56 @@ def stream():
     return response
 
 
-def _event_stream(subscription: Subscription, first: list[bytes], replayed: set[str], heartbeat: float,
-                  renew, close):
+def _drain(subscription: Subscription) -> bytes:
+    items = subscription.pending
+    return b"".join(items.popleft()[1] for _ in range(len(items)))
+
+
+def _event_stream(subscription: Subscription, first: bytes, heartbeat: float, renew, close):
+    """Portable stream: every write goes through the WSGI server."""
     try:
-        yield b"".join(first)
+        yield first
         next_beat = time.monotonic() + heartbeat
         while True:
-            woke = subscription.wakeup.wait(max(0.0, next_beat - time.monotonic()))
-            if woke:
+            if subscription.wakeup.wait(max(0.0, next_beat - time.monotonic())):
                 subscription.wakeup.clear()
-                chunks = []
-                while subscription.pending:
-                    event_id, data = subscription.pending.popleft()
-                    if event_id is not None and event_id in replayed:
-                        continue
-                    chunks.append(data)
-                if chunks:
-                    yield b"".join(chunks)
+                data = _drain(subscription)
+                if data:
+                    yield data
                 if subscription.closed:
                     return
             if time.monotonic() >= next_beat:
                 # A write to a vanished client fails here, so it is cleaned up within one beat.
-                yield b": heartbeat\n\n"
+                yield HEARTBEAT
                 renew()
                 next_beat = time.monotonic() + heartbeat
+    finally:
+        close()
+
+
+def _direct_stream(subscription: Subscription, first: bytes, heartbeat: float, renew, close, sock):
+    """gunicorn stream: after the headers and the first chunk, the hub writes events straight to
+    the socket while this greenlet sleeps; the greenlet writes only heartbeats and whatever the
+    hub could not send without blocking. Framing matches gunicorn's, which ends the response."""
+    try:
+        yield first
+        next_beat = time.monotonic() + heartbeat
+        while not subscription.closed:
+            subscription.direct = True
+            woke = subscription.wakeup.wait(max(0.0, next_beat - time.monotonic()))
+            subscription.direct = False  # take the socket back before writing to it ourselves
+            if woke:
+                subscription.wakeup.clear()
+            beat = time.monotonic() >= next_beat
+            data = _drain(subscription) + (chunk(HEARTBEAT) if beat else b"")
+            while data:
+                sock.sendall(data)  # cooperative: the other streams go on meanwhile
+                data = _drain(subscription)
+            if beat:
+                renew()
+                next_beat = time.monotonic() + heartbeat
+    except OSError:  # the page is gone; a vanished client fails at the latest on the heartbeat
+        return
     finally:
         close()
 

@@ -32,9 +32,9 @@ def test_dev_server_on_embedded_defaults(tmp_path):
         deadline = time.monotonic() + 60
         while True:
             try:
-                home = requests.get(base + "/", timeout=2)
+                home = requests.get(base + "/", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # up, but the worker still loading
                 assert server.poll() is None and time.monotonic() < deadline, log.seek(0) or log.read()
                 time.sleep(0.3)
         assert home.status_code == 200
