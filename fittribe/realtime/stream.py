@@ -67,8 +67,11 @@ def _client_key() -> str:
 
 @limiter.limit(lambda: current_app.config["RATELIMIT_STREAM"])
 def stream():
-    if sse.stopping:  # this worker is shutting down: the browser retries and lands on another
-        abort(503)
+    if sse.stopping:
+        # This worker is shutting down. A stream that ends at once makes htmx reconnect (to
+        # another worker); an error status on a first connect would not be retried.
+        return current_app.response_class(b": restarting\n\n", mimetype="text/event-stream",
+                                          headers={"Cache-Control": "no-cache"})
     channels = channels_for(current_user, _viewed_trainer_id())
     asked = request.args.getlist("channel")
     if any(channel not in channels for channel in asked):

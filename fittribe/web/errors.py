@@ -15,7 +15,6 @@ MESSAGES = {
     405: ("That action isn't allowed here", "Go back and try again from the page's own buttons."),
     413: ("That was too much to send", "Please shorten what you entered and try again."),
     429: ("Slow down a little", "Too many attempts in a short time. Wait a minute, then try again."),
-    503: ("We're restarting", "This page reconnects by itself in a moment."),
     500: ("Something went wrong on our side", "We've been told about it. Please try again in a moment."),
 }
 

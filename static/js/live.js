@@ -2,6 +2,7 @@
 // live, reconnecting (htmx retries with backoff) or offline. Without JS nothing is shown.
 (function () {
   var labels = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
+  var connected = false;
 
   function show(state) {
     var status = document.getElementById("live-status");
@@ -11,8 +12,14 @@
     status.textContent = labels[state];
   }
 
-  document.addEventListener("htmx:sse:after:connection", function () { show("live"); });
-  document.addEventListener("htmx:sse:error", function () { show(navigator.onLine ? "reconnecting" : "offline"); });
-  document.addEventListener("htmx:sse:close", function () { show("offline"); });
+  document.addEventListener("htmx:sse:after:connection", function () { connected = true; show("live"); });
+  document.addEventListener("htmx:sse:error", function () {
+    connected = false;
+    show(navigator.onLine ? "reconnecting" : "offline");
+  });
+  document.addEventListener("htmx:sse:close", function () { connected = false; show("offline"); });
   window.addEventListener("offline", function () { show("offline"); });
+  // Back online: a stream that outlived the blip is still live (nothing reconnects, so no
+  // event would correct the label); one that failed meanwhile is being retried by htmx.
+  window.addEventListener("online", function () { show(connected ? "live" : "reconnecting"); });
 })();
