@@ -41,7 +41,9 @@ class Config:
     REDIS_URL = os.environ.get("REDIS_URL")
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or limits_storage_uri(REDIS_URL)
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "fittribe")
-    RATELIMIT_HEADERS_ENABLED = True
+    # X-RateLimit-* headers cost two extra Redis round trips per limited request (every stream
+    # connect): off. A 429 still says when to retry (Retry-After, see web/errors.py).
+    RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute;50 per hour")
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "5 per minute;30 per hour")
     RATELIMIT_PASSWORD_RESET = os.environ.get("RATELIMIT_PASSWORD_RESET", "5 per minute;20 per hour")

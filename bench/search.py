@@ -6,7 +6,7 @@ Run from the project root (after `make assets`):
 
 What it does, all on 127.0.0.1 and cleaned up afterwards (also on error and Ctrl-C):
 
-1. creates a throwaway PostgreSQL database `fittribe_bench_<pid>` on the server of
+1. creates a throwaway PostgreSQL database `fittribe_bench_<pid>_<hex>` on the server of
    BENCH_DATABASE_URL, runs the Alembic migrations and seeds the demo data plus
    `--trainers` (10,000) bulk trainers, then drops the database at the end;
 2. claims an empty Redis db number on BENCH_REDIS_URL and flushes it at the end;
@@ -59,8 +59,8 @@ TARGET_SEARCH_P50_MS = 20.0
 TARGET_SEARCH_P99_MS = 60.0
 TARGET_HOME_BYTES = 60_000  # 60 KB, decimal kilobytes (the stricter reading)
 
-# Typical filtered searches a visitor makes from the search page (the htmx form sends every
-# field, empty ones included, like a browser does).
+# Typical filtered searches a visitor makes from the search page, in turn. One is spelled the way
+# the htmx form sends it (every field, empty ones included).
 QUERIES = [
     "specialty=strength&max_price=100",
     "q=coach&language=en",
@@ -95,8 +95,11 @@ def machine_info(admin_url: str) -> dict:
         nproc = len(os.sched_getaffinity(0))
     except AttributeError:
         nproc = os.cpu_count() or 0
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            pg_version = conn.execute("SHOW server_version").fetchone()[0]
+    except psycopg.OperationalError as error:
+        raise BenchError(f"PostgreSQL is not reachable at {admin_url}: {error}") from error
     return {"nproc": nproc, "cpu_model": cpu_model, "postgresql": pg_version,
             "python": platform.python_version(), "kernel": platform.release(),
             "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
@@ -115,15 +118,14 @@ def psycopg_url(url: str) -> str:
 
 @contextlib.contextmanager
 def throwaway_database(server_url: str):
-    """CREATE DATABASE fittribe_bench_<pid>; always DROP ... WITH (FORCE) on the way out."""
+    """CREATE DATABASE fittribe_bench_<pid>_<hex>; always DROP ... WITH (FORCE) on the way out."""
     admin_url = psycopg_url(server_url)
-    name = f"fittribe_bench_{os.getpid()}"
+    name = f"fittribe_bench_{os.getpid()}_{secrets.token_hex(3)}"
     try:
         admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
         raise BenchError(f"PostgreSQL is not reachable at {admin_url}: {error}") from error
     with admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # leftover of a killed run
         admin.execute(f'CREATE DATABASE "{name}"')
     log(f"created database {name}")
     try:
@@ -165,7 +167,9 @@ def empty_redis_db(server_url: str):
 def run_flask(args: list[str], env: dict, timeout: float) -> str:
     command = [sys.executable, "-m", "flask", "--app", "wsgi", *args]
     try:
-        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        # Own session: Ctrl-C reaches this script only, which stops the child and cleans up.
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                                start_new_session=True)
     except subprocess.TimeoutExpired as error:
         raise BenchError(f"`flask {' '.join(args)}` took longer than {timeout:.0f}s") from error
     if result.returncode != 0:
@@ -203,8 +207,11 @@ def gunicorn_server(env: dict, log_path: Path, start_timeout: float):
     env = {**env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1", "ACCESS_LOG": ""}
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "w+") as server_log:
+        # Own session, so Ctrl-C in the terminal does not stop gunicorn under a running request:
+        # the script is interrupted, and the finally below terminates the server.
         process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                   cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+                                   cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             deadline = time.monotonic() + start_timeout
             with requests.Session() as probe:
@@ -221,7 +228,12 @@ def gunicorn_server(env: dict, log_path: Path, start_timeout: float):
                         raise BenchError(f"gunicorn did not start on {url}:\n{server_log.read()[-4000:]}")
                     time.sleep(0.2)
             log(f"gunicorn (1 gevent worker) answering on {url}, pid {process.pid}")
-            yield url
+            try:
+                yield url
+            except requests.RequestException as error:
+                server_log.flush()
+                server_log.seek(0)
+                raise BenchError(f"request to gunicorn failed: {error}\n{server_log.read()[-4000:]}") from error
         finally:
             if process.poll() is None:
                 process.terminate()
@@ -538,11 +550,13 @@ def main(argv=None) -> int:
         log("warning: no digested static files; run `make assets` first")
 
     result: dict = {"benchmark": "fittribe-search", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    result["machine"] = machine_info(psycopg_url(args.database_url))
     workdir = Path(tempfile.mkdtemp(prefix="fittribe-bench-"))
     try:
+        result["machine"] = machine_info(psycopg_url(args.database_url))
         with throwaway_database(args.database_url) as (db_name, db_url), empty_redis_db(args.redis_url) as redis_url:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "SQLALCHEMY"))}
+            # The app's settings come from the environment: keep the caller's out of the way.
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("FLASK_", "SQLALCHEMY", "RATELIMIT_", "DATABASE_", "REDIS_"))}
             env.update({
                 "FITTRIBE_ENV": "development",
                 "DATABASE_URL": db_url.replace("postgresql://", "postgresql+psycopg://", 1),
@@ -575,7 +589,7 @@ def main(argv=None) -> int:
                 log("homepage first load")
                 result["homepage"] = bench_homepage(base_url, args.timeout)
                 result["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    except BenchError as error:
+    except (BenchError, requests.RequestException, psycopg.Error, redis_lib.RedisError) as error:
         log(f"error: {error}")
         return 2
     finally:
@@ -600,7 +614,7 @@ def main(argv=None) -> int:
           f"Python {m['python']}")
     print(f"Load average (1/5/15 min): {' '.join(map(str, m['loadavg_before']))} before, "
           f"{' '.join(map(str, m['loadavg_after']))} after"
-          + ("  (other work was running: figures are pessimistic)"
+          + ("  (busy before the run: other work may have slowed it down)"
              if m["loadavg_before"][0] > m["nproc"] / 2 else ""))
     print(f"Data: {d['trainer_profiles']} trainer profiles ({d['listed_trainers']} listed), "
           f"{d['trainer_specialties']} specialty links, {d['trainer_languages']} language rows; "
@@ -630,3 +644,8 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         log("interrupted; cleaned up")
         sys.exit(130)
+    except Exception:  # exit code 1 means "a target was missed": a crash is something else
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(2)

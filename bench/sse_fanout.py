@@ -47,6 +47,12 @@ TARGETS = {  # from the real-time issue
 }
 
 
+def named_redis_connections(prefix: str) -> int:
+    import redis
+
+    return sum(1 for c in redis.Redis.from_url(REDIS_URL).client_list() if c.get("name", "").startswith(prefix))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -148,6 +154,9 @@ def scenario(label: str, app: str, streams: int, workers: int, procs: int, args,
         wait_up(port, server)
         pids = worker_pids(server.pid, workers)
         result = run_clients(url, channel, streams, procs, pids, args, tmp)
+        # Stock: every Redis client the streams added; FitTribe: the connections it names.
+        redis_conns = ((result.get("redis_connected_clients_open") or 0) - (result.get("redis_connected_clients_before") or 0)
+                       if app == "stock" else named_redis_connections("fittribe"))
     finally:
         stop_s = stop(server)
     received = result.get("received") or 0
@@ -159,9 +168,7 @@ def scenario(label: str, app: str, streams: int, workers: int, procs: int, args,
         "ramp_s": result.get("ramp_s"), "p50_ms": result["latency_ms"]["p50"], "p99_ms": result["latency_ms"]["p99"],
         "max_ms": result["latency_ms"]["max"], "expected": result.get("expected"), "lost": result.get("lost"),
         "duplicates": result.get("duplicates"),
-        # Redis clients while the streams are open, less those before they opened (the load
-        # client's own, other users of this Redis)
-        "redis_conns": (result.get("redis_connected_clients_open") or 0) - (result.get("redis_connected_clients_before") or 0),
+        "redis_conns": redis_conns,
         "rss_kb_per_stream": round((rss_open - rss_before) / connected, 1) if connected and rss_open else None,
         "fds_per_stream": round((fds_open - fds_before) / connected, 2) if connected and fds_open else None,
         "cpu_us_per_event": round(result["worker_cpu_s_measure"] * 1e6 / received, 1)

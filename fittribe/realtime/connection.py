@@ -17,7 +17,8 @@ def redis_client(url: str | None = None, max_connections: int | None = None) -> 
     client = _clients.get(key)
     if client is None:
         pool = redis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=10,
-                                                     socket_connect_timeout=5, health_check_interval=30)
+                                                     socket_connect_timeout=5, health_check_interval=30,
+                                                     client_name="fittribe")
         client = _clients[key] = redis.Redis(connection_pool=pool)
     return client
 

@@ -84,15 +84,16 @@ def stream():
 
     cap = config["STREAM_CAP_PER_CLIENT"]
     cap_key = STREAM_LEASES + _client_key()
-    if cap:
+    if cap:  # one round trip: drop expired leases, take one, count
         now = time.time()
         with client.pipeline() as pipe:
             pipe.zremrangebyscore(cap_key, "-inf", now)
+            pipe.zadd(cap_key, {stream_id: now + 2 * heartbeat})
             pipe.zcard(cap_key)
-            _, open_streams = pipe.execute()
-        if open_streams >= cap:
-            abort(429, f"You have {open_streams} live pages open; close one to go live here.")
-        client.zadd(cap_key, {stream_id: now + 2 * heartbeat})
+            open_streams = pipe.execute()[-1]
+        if open_streams > cap:
+            client.zrem(cap_key, stream_id)
+            abort(429, f"You have {open_streams - 1} live pages open; close one to go live here.")
 
     trainer_id = None
     if current_user.is_authenticated and current_user.has_role(Role.TRAINER) and current_user.trainer_profile:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, and_, exists, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..models import Specialty, TrainerLanguage, TrainerProfile, trainer_specialties
@@ -39,23 +39,26 @@ class SearchFilters:
     page: int = 1
 
 
-def listed_trainers() -> Select:
-    """Approved trainers whose account is in good standing: the only ones shown publicly."""
+def _listed() -> Select:
     from ..models import User
 
     # Every profile has exactly one user (user_id NOT NULL, foreign key) and is_suspended is NOT
     # NULL, so "the user is not suspended" is "no suspended user owns it": an anti-join against
     # the handful of suspended users (ix_users_is_suspended) instead of joining all users.
     suspended_owner = exists().where(User.id == TrainerProfile.user_id, User.is_suspended.is_(True))
-    return (
-        select(TrainerProfile)
-        .where(TrainerProfile.is_approved.is_(True), ~suspended_owner)
-        .options(selectinload(TrainerProfile.specialties), selectinload(TrainerProfile.language_rows))
-    )
+    return select(TrainerProfile).where(TrainerProfile.is_approved.is_(True), ~suspended_owner)
+
+
+def listed_trainers() -> Select:
+    """Approved trainers whose account is in good standing: the only ones shown publicly."""
+    return _listed().options(selectinload(TrainerProfile.specialties), selectinload(TrainerProfile.language_rows))
 
 
 def search_trainers(filters: SearchFilters, per_page: int) -> Pagination:
-    query = listed_trainers()
+    # One statement for the page and its cards' specialties and languages: SQLAlchemy pages the
+    # trainers in a subquery (which still walks the rank index) and joins the few chips to those
+    # rows, instead of two more selectin round trips. (db.paginate counts without the joins.)
+    query = _listed().options(joinedload(TrainerProfile.specialties), joinedload(TrainerProfile.language_rows))
     conditions = []
     if filters.text:
         conditions.append(or_(TrainerProfile.display_name.icontains(filters.text, autoescape=True),

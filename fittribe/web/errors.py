@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -36,8 +37,8 @@ def register_error_handlers(app: Flask) -> None:
             return error
         detail = error.description if error.code in (400, 422, 429) else None
         response = render_error(error.code, detail)
-        if error.code == 429 and getattr(error, "retry_after", None):
-            response.headers["Retry-After"] = str(error.retry_after)
+        if isinstance(error, RateLimitExceeded):
+            response.headers["Retry-After"] = str(error.limit.limit.get_expiry())
         return response
 
     @app.errorhandler(Exception)

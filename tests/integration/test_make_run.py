@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,10 @@ def test_dev_server_on_embedded_defaults(tmp_path):
         login = session.post(base + "/login", data={"csrf_token": token, "email": "member@fittribe.example",
                                                     "password": "fittribe-demo"}, allow_redirects=False)
         assert login.status_code == 303
-        assert "X-RateLimit-Limit" in login.headers  # the limiter is really counting in Redis
+        log.seek(0)
+        socket_path = re.search(r"Embedded Redis at unix://(\S+)", log.read()).group(1)
+        limiter_keys = redis.Redis(unix_socket_path=socket_path).keys("LIMITS*")
+        assert limiter_keys  # the rate limiter really counts in the embedded Redis
         assert "Hi Sam Member" in session.get(base + "/dashboard/").text
     finally:
         os.killpg(server.pid, signal.SIGTERM)
