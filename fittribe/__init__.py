@@ -101,7 +101,7 @@ def _register_blueprints(app: Flask) -> None:
     for module in (public, trainers, auth, dashboard, notifications, admin):
         app.register_blueprint(module.bp)
     app.register_blueprint(sse, url_prefix="/stream")
-    sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"])
+    sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"])
 
 
 def _register_hooks(app: Flask) -> None:

@@ -52,7 +52,7 @@ class Subscription:
     may send them itself while `direct` is true; otherwise they are plain SSE text that the
     stream yields to the WSGI server."""
 
-    __slots__ = ("channels", "pending", "wakeup", "closed", "raw_socket", "direct", "skip_ids")
+    __slots__ = ("channels", "pending", "wakeup", "closed", "raw_socket", "direct", "skip_ids", "beat_due")
 
     def __init__(self, channels: tuple[str, ...], raw_socket=None):
         self.channels = channels
@@ -62,6 +62,7 @@ class Subscription:
         self.raw_socket = raw_socket
         self.direct = False  # the stream's own greenlet holds the socket until it says otherwise
         self.skip_ids: set[str] = set()  # ids already sent by the replay
+        self.beat_due = False  # set by the hub's heartbeat ticker
 
     def push(self, item: tuple[str | None, bytes]) -> None:
         self.pending.append(item)
@@ -87,6 +88,10 @@ class Subscription:
             self.direct = False  # the rest must go first: the stream's greenlet writes it
         self.push((event_id, framed))
 
+    def beat(self) -> None:
+        self.beat_due = True
+        self.wakeup.set()
+
     def close(self) -> None:
         """Ask the stream to end (shutdown, or a Redis reconnect that may have lost messages)."""
         self.closed = True
@@ -105,6 +110,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._listener: threading.Thread | None = None
         self._redis_url: str | None = None
         self._prefix = ""
+        self._heartbeat = 15.0
         self.stopping = False
         self.connected = threading.Event()
         self.reconnects = 0
@@ -170,19 +176,20 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._close_all()
 
     # --- the one Redis subscriber per process ---------------------------------------------
-    def configure(self, redis_url: str | None, prefix: str) -> None:
-        self._redis_url, self._prefix = redis_url, prefix
+    def configure(self, redis_url: str | None, prefix: str, heartbeat: float = 15.0) -> None:
+        self._redis_url, self._prefix, self._heartbeat = redis_url, prefix, heartbeat
 
     def _ensure_listener(self) -> None:
-        if self._listener is not None and self._listener.is_alive():
+        if self._listener is not None:  # it runs until shutdown; _listen never lets an error out
             return
         with self._lock:
-            if self._listener is not None and self._listener.is_alive():
+            if self._listener is not None:
                 return
             if not self._redis_url:
                 raise RuntimeError("REDIS_URL is not configured: live updates need Redis.")
             self._listener = threading.Thread(target=self._listen, name="sse-hub", daemon=True)
             self._listener.start()
+            threading.Thread(target=self._tick, name="sse-heartbeat", daemon=True).start()
         # Don't let the first stream miss what is published right after it subscribes.
         self.connected.wait(5)
 
@@ -207,9 +214,9 @@ class RealtimeHub(ServerSentEventsBlueprint):
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "pmessage":
                         self._dispatch(message["channel"], message["data"])
-            except (redis.RedisError, OSError) as error:
+            except Exception as error:  # Redis gone, or anything unexpected: keep the hub alive
                 self.connected.clear()
-                log.warning("SSE hub lost Redis (%s); retrying in %.1f s", error, backoff)
+                log.warning("SSE hub lost Redis (%r); retrying in %.1f s", error, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
@@ -218,6 +225,16 @@ class RealtimeHub(ServerSentEventsBlueprint):
                         pubsub.close()
                     except (redis.RedisError, OSError):
                         pass
+
+    def _tick(self) -> None:
+        """One ticker for every stream of the process, instead of a timer per stream: each
+        heartbeat interval, every stream is told to send its heartbeat comment."""
+        while not self.stopping:
+            time.sleep(self._heartbeat)
+            with self._lock:
+                everyone = {s for streams in self._subscribers.values() for s in streams}
+            for subscription in everyone:
+                subscription.beat()
 
     def _dispatch(self, redis_channel: bytes, data: bytes) -> None:
         channel = redis_channel[len(self._prefix):].decode()

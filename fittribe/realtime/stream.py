@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import cache
 
 from flask import abort, current_app, request
 from flask_login import current_user
+from limits import parse_many
 
 from ..extensions import db, limiter
 from ..models import Role, TrainerProfile
@@ -65,7 +67,19 @@ def _client_key() -> str:
     return f"user:{current_user.id}" if current_user.is_authenticated else f"ip:{request.remote_addr}"
 
 
-@limiter.limit(lambda: current_app.config["RATELIMIT_STREAM"])
+@cache
+def _limits(spec: str):
+    return parse_many(spec)
+
+
+def _allow_connect(client_key: str) -> bool:
+    """Rate-limit connects with the same `limits` storage Flask-Limiter uses, without its
+    per-request machinery: this is the hottest path when thousands of pages reconnect."""
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return True
+    return all(limiter.limiter.hit(item, "stream", client_key) for item in _limits(current_app.config["RATELIMIT_STREAM"]))
+
+
 def stream():
     if sse.stopping:
         # This worker is shutting down. A stream that ends at once makes htmx reconnect (to
@@ -77,6 +91,8 @@ def stream():
     if any(channel not in channels for channel in asked):
         abort(403)  # a client never chooses a channel it may not read
     last_id = _last_event_id()
+    if not _allow_connect(_client_key()):
+        abort(429, "Too many live connections opened in a short time.")
     config = current_app.config
     heartbeat = config["SSE_HEARTBEAT_SECONDS"]
     stream_id = uuid.uuid4().hex
@@ -129,8 +145,10 @@ def stream():
         if trainer_id is not None:
             presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
 
-    body = (_direct_stream(subscription, b"".join(first), heartbeat, renew, close, sock) if sock is not None
-            else _event_stream(subscription, b"".join(first), heartbeat, renew, close))
+    body = (_direct_stream(subscription, b"".join(first), renew, close, sock) if sock is not None
+            else _event_stream(subscription, b"".join(first), renew, close))
+    # The Flask request object is not needed for the life of the stream.
+    request.environ.pop("werkzeug.request", None)
     response = current_app.response_class(
         body,
         mimetype="text/event-stream",
@@ -145,49 +163,45 @@ def _drain(subscription: Subscription) -> bytes:
     return b"".join(items.popleft()[1] for _ in range(len(items)))
 
 
-def _event_stream(subscription: Subscription, first: bytes, heartbeat: float, renew, close):
+def _event_stream(subscription: Subscription, first: bytes, renew, close):
     """Portable stream: every write goes through the WSGI server."""
     try:
         yield first
-        next_beat = time.monotonic() + heartbeat
         while True:
-            if subscription.wakeup.wait(max(0.0, next_beat - time.monotonic())):
-                subscription.wakeup.clear()
-                data = _drain(subscription)
-                if data:
-                    yield data
-                if subscription.closed:
-                    return
-            if time.monotonic() >= next_beat:
+            subscription.wakeup.wait()
+            subscription.wakeup.clear()
+            data = _drain(subscription)
+            if subscription.beat_due:
                 # A write to a vanished client fails here, so it is cleaned up within one beat.
-                yield HEARTBEAT
+                subscription.beat_due = False
+                data += HEARTBEAT
                 renew()
-                next_beat = time.monotonic() + heartbeat
+            if data:
+                yield data
+            if subscription.closed:
+                return
     finally:
         close()
 
 
-def _direct_stream(subscription: Subscription, first: bytes, heartbeat: float, renew, close, sock):
+def _direct_stream(subscription: Subscription, first: bytes, renew, close, sock):
     """gunicorn stream: after the headers and the first chunk, the hub writes events straight to
     the socket while this greenlet sleeps; the greenlet writes only heartbeats and whatever the
     hub could not send without blocking. Framing matches gunicorn's, which ends the response."""
     try:
         yield first
-        next_beat = time.monotonic() + heartbeat
         while not subscription.closed:
             subscription.direct = True
-            woke = subscription.wakeup.wait(max(0.0, next_beat - time.monotonic()))
+            subscription.wakeup.wait()
             subscription.direct = False  # take the socket back before writing to it ourselves
-            if woke:
-                subscription.wakeup.clear()
-            beat = time.monotonic() >= next_beat
+            subscription.wakeup.clear()
+            beat, subscription.beat_due = subscription.beat_due, False
             data = _drain(subscription) + (chunk(HEARTBEAT) if beat else b"")
             while data:
                 sock.sendall(data)  # cooperative: the other streams go on meanwhile
                 data = _drain(subscription)
             if beat:
                 renew()
-                next_beat = time.monotonic() + heartbeat
     except OSError:  # the page is gone; a vanished client fails at the latest on the heartbeat
         return
     finally:

@@ -295,3 +295,15 @@ def test_presence_follows_the_trainers_stream_and_switch(app, live_server, demo)
         assert "presence-offline" in watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]["data"]
     finally:
         watcher.close()
+
+
+def test_stream_connects_are_rate_limited(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "RATELIMIT_STREAM", "2 per minute")
+    opened = [client.get("/stream", buffered=False) for _ in range(2)]
+    try:
+        assert [r.status_code for r in opened] == [200, 200]
+        refused = client.get("/stream")
+        assert refused.status_code == 429 and "Too many live connections" in refused.get_data(as_text=True)
+    finally:
+        for response in opened:
+            response.close()
