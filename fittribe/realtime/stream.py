@@ -122,9 +122,10 @@ def stream():
     subscription = sse.subscribe(channels, raw_socket=sock._sock if sock is not None else None)
     first = [b": connected\n\n"]
     if last_id is not None:
-        for event in outbox.events_after(last_id, channels, limit=config["SSE_REPLAY_LIMIT"]):
+        replay = outbox.events_after(last_id, channels, limit=config["SSE_REPLAY_LIMIT"])
+        for event in replay:
             first.append(str(outbox.sse_message(event.id, event.type, event.payload)).encode())
-            subscription.skip_ids.add(str(event.id))
+        subscription.skip_ids = {str(event.id) for event in replay}
 
     def renew() -> None:
         if cap:
@@ -150,17 +151,38 @@ def stream():
     # The Flask request object is not needed for the life of the stream.
     request.environ.pop("werkzeug.request", None)
     response = current_app.response_class(
-        body,
+        _StreamBody(body, close),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-    response.call_on_close(close)  # also runs if the client left before the first byte
+    # Hand our iterable straight to the server: no Werkzeug wrappers (and no Response object)
+    # kept alive for as long as the page stays open.
+    response.direct_passthrough = True
     return response
 
 
+class _StreamBody:
+    """The WSGI body of a stream; `close()` (called by the server) always cleans up, even for a
+    client that left before the first byte."""
+
+    __slots__ = ("_generator", "_close")
+
+    def __init__(self, generator, close):
+        self._generator, self._close = generator, close
+
+    def __iter__(self):
+        return self._generator
+
+    def close(self) -> None:
+        self._generator.close()
+        self._close()
+
+
 def _drain(subscription: Subscription) -> bytes:
-    items = subscription.pending
-    return b"".join(items.popleft()[1] for _ in range(len(items)))
+    if not subscription.pending:
+        return b""
+    items, subscription.pending = subscription.pending, []
+    return b"".join(data for _, data in items)
 
 
 def _event_stream(subscription: Subscription, first: bytes, renew, close):

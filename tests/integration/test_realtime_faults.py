@@ -61,7 +61,7 @@ def test_hub_survives_a_redis_restart(tmp_path):
         before = hub.subscribe(["public"])
         publisher.publish("fault:public", message(1))
         wait_for(lambda: before.pending)
-        assert before.pending.popleft() == ("1", b"data:n1\nid:1\n\n")
+        assert before.pending.pop(0) == ("1", b"data:n1\nid:1\n\n")
 
         server.terminate()
         server.wait(5)
@@ -75,7 +75,7 @@ def test_hub_survives_a_redis_restart(tmp_path):
         after = hub.subscribe(["public"])
         publisher.publish("fault:public", message(2))
         wait_for(lambda: after.pending)
-        assert after.pending.popleft() == ("2", b"data:n2\nid:2\n\n")
+        assert after.pending.pop(0) == ("2", b"data:n2\nid:2\n\n")
     finally:
         hub.shutdown()
         server.terminate()
