@@ -101,7 +101,8 @@ def _register_blueprints(app: Flask) -> None:
     for module in (public, trainers, auth, dashboard, notifications, admin):
         app.register_blueprint(module.bp)
     app.register_blueprint(sse, url_prefix="/stream")
-    sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"])
+    sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"],
+                  app.config["REDIS_POOL_SIZE"])
 
 
 def _register_hooks(app: Flask) -> None:

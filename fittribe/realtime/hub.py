@@ -44,6 +44,11 @@ def chunk(data: bytes) -> bytes:
     return b"%X\r\n%s\r\n" % (len(data), data)
 
 
+HEARTBEAT = b": heartbeat\n\n"
+HEARTBEAT_CHUNK = chunk(HEARTBEAT)
+TICK_SLICE = 500  # streams served between two yields, so a broadcast is not held up by a tick
+
+
 class Subscription:
     """One open stream's inbox: (event id, bytes) pairs and a flag that wakes its writer.
 
@@ -51,7 +56,8 @@ class Subscription:
     may send them itself while `direct` is true; otherwise they are plain SSE text that the
     stream yields to the WSGI server."""
 
-    __slots__ = ("channels", "pending", "wakeup", "closed", "raw_socket", "direct", "skip_ids", "beat_due")
+    __slots__ = ("channels", "pending", "wakeup", "closed", "raw_socket", "direct", "skip_ids", "beat_due",
+                 "leases")
 
     def __init__(self, channels: tuple[str, ...], raw_socket=None):
         self.channels = channels
@@ -64,6 +70,8 @@ class Subscription:
         self.direct = False  # the stream's own greenlet holds the socket until it says otherwise
         self.skip_ids: frozenset[str] | set[str] = frozenset()  # ids already sent by the replay
         self.beat_due = False  # set by the hub's heartbeat ticker
+        # Redis leases (sorted-set key, member, ttl) the ticker renews: stream cap, presence.
+        self.leases: tuple[tuple[str, str, float], ...] = ()
 
     def push(self, item: tuple[str | None, bytes]) -> None:
         self.pending.append(item)
@@ -75,6 +83,17 @@ class Subscription:
         if self.raw_socket is None:
             self.push((event_id, text))
             return
+        self._send(event_id, framed)
+
+    def heartbeat(self) -> None:
+        """A comment that keeps proxies from closing the stream and finds pages that vanished."""
+        if self.raw_socket is None:
+            self.beat_due = True
+            self.wakeup.set()
+        else:
+            self._send(None, HEARTBEAT_CHUNK)
+
+    def _send(self, event_id: str | None, framed: bytes) -> None:
         if self.direct and not self.pending:
             try:
                 sent = self.raw_socket.send(framed)
@@ -88,10 +107,6 @@ class Subscription:
             framed = framed[sent:]
             self.direct = False  # the rest must go first: the stream's greenlet writes it
         self.push((event_id, framed))
-
-    def beat(self) -> None:
-        self.beat_due = True
-        self.wakeup.set()
 
     def close(self) -> None:
         """Ask the stream to end (shutdown, or a Redis reconnect that may have lost messages)."""
@@ -112,6 +127,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._redis_url: str | None = None
         self._prefix = ""
         self._heartbeat = 15.0
+        self._pool_size = 2
         self.stopping = False
         self.connected = threading.Event()
         self.reconnects = 0
@@ -178,8 +194,8 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._close_all()
 
     # --- the one Redis subscriber per process ---------------------------------------------
-    def configure(self, redis_url: str | None, prefix: str, heartbeat: float = 15.0) -> None:
-        self._redis_url, self._prefix, self._heartbeat = redis_url, prefix, heartbeat
+    def configure(self, redis_url: str | None, prefix: str, heartbeat: float = 15.0, pool_size: int = 2) -> None:
+        self._redis_url, self._prefix, self._heartbeat, self._pool_size = redis_url, prefix, heartbeat, pool_size
 
     def _ensure_listener(self) -> None:
         if self._listener is not None:  # it runs until shutdown; _listen never lets an error out
@@ -229,14 +245,31 @@ class RealtimeHub(ServerSentEventsBlueprint):
                         pass
 
     def _tick(self) -> None:
-        """One ticker for every stream of the process, instead of a timer per stream: each
-        heartbeat interval, every stream is told to send its heartbeat comment."""
+        """One ticker for every stream of the process instead of a timer per stream: each
+        interval it sends every stream its heartbeat (straight to the socket where it can) and
+        renews all their Redis leases in one pipelined round trip."""
         while not self.stopping:
             time.sleep(self._heartbeat)
             with self._lock:
-                everyone = {s for streams in self._subscribers.values() for s in streams}
-            for subscription in everyone:
-                subscription.beat()
+                everyone = list({s for streams in self._subscribers.values() for s in streams})
+            leases = []
+            for n, subscription in enumerate(everyone, start=1):
+                subscription.heartbeat()
+                leases.extend(subscription.leases)
+                if n % TICK_SLICE == 0:
+                    time.sleep(0)  # let the listener deliver a broadcast in between
+            if leases:
+                self._renew(leases)
+
+    def _renew(self, leases: list[tuple[str, str, float]]) -> None:
+        try:
+            now = time.time()
+            with redis_client(self._redis_url, self._pool_size).pipeline(transaction=False) as pipe:
+                for key, member, ttl in leases:
+                    pipe.zadd(key, {member: now + ttl}, xx=True)
+                pipe.execute()
+        except Exception as error:  # presence then runs out on its own: better than no ticker
+            log.warning("Could not renew stream leases: %r", error)
 
     def _dispatch(self, redis_channel: bytes, data: bytes) -> None:
         channel = redis_channel[len(self._prefix):].decode()

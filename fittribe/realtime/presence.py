@@ -20,7 +20,7 @@ AVAILABLE_LEASE = "available-now"
 TRACKED_KEY = "fittribe:presence:tracked"
 
 
-def _key(trainer_id: int) -> str:
+def lease_key(trainer_id: int) -> str:
     return f"fittribe:presence:{trainer_id}"
 
 
@@ -29,8 +29,8 @@ def _set_lease(trainer_id: int, lease: str, ttl: float) -> bool:
     client = redis_client()
     now = time.time()
     with client.pipeline() as pipe:
-        pipe.zcount(_key(trainer_id), now, "+inf")
-        pipe.zadd(_key(trainer_id), {lease: now + ttl})
+        pipe.zcount(lease_key(trainer_id), now, "+inf")
+        pipe.zadd(lease_key(trainer_id), {lease: now + ttl})
         pipe.sadd(TRACKED_KEY, trainer_id)
         was_online, *_ = pipe.execute()
     return was_online == 0
@@ -47,14 +47,14 @@ def online_among(trainer_ids: list[int]) -> set[int]:
     now = time.time()
     with client.pipeline(transaction=False) as pipe:
         for trainer_id in trainer_ids:
-            pipe.zcount(_key(trainer_id), now, "+inf")
+            pipe.zcount(lease_key(trainer_id), now, "+inf")
         counts = pipe.execute()
     return {trainer_id for trainer_id, count in zip(trainer_ids, counts) if count}
 
 
 def available_until(trainer_id: int) -> float | None:
     client = redis_client()
-    expiry = client.zscore(_key(trainer_id), AVAILABLE_LEASE) if client is not None else None
+    expiry = client.zscore(lease_key(trainer_id), AVAILABLE_LEASE) if client is not None else None
     return expiry if expiry and expiry > time.time() else None
 
 
@@ -69,15 +69,10 @@ def stream_opened(trainer_id: int, stream_id: str) -> None:
         _announce(trainer_id, True)
 
 
-def stream_renewed(client, trainer_id: int, stream_id: str, ttl: float) -> None:
-    """Called from a stream's heartbeat, outside any app context."""
-    client.zadd(_key(trainer_id), {stream_id: time.time() + ttl}, xx=True)
-
-
 def stream_closed(client, trainer_id: int, stream_id: str, grace: float) -> None:
     # Not removed at once: a trainer moving to another page reconnects within a second and
     # should not flicker offline. The sweeper ends the lease after the grace period.
-    client.zadd(_key(trainer_id), {stream_id: time.time() + grace}, xx=True)
+    client.zadd(lease_key(trainer_id), {stream_id: time.time() + grace}, xx=True)
 
 
 def set_available(trainer_id: int, available: bool) -> None:
@@ -86,8 +81,8 @@ def set_available(trainer_id: int, available: bool) -> None:
             _announce(trainer_id, True)
         return
     client = redis_client()
-    client.zrem(_key(trainer_id), AVAILABLE_LEASE)
-    if client.zcount(_key(trainer_id), time.time(), "+inf") == 0:
+    client.zrem(lease_key(trainer_id), AVAILABLE_LEASE)
+    if client.zcount(lease_key(trainer_id), time.time(), "+inf") == 0:
         _announce(trainer_id, False)
 
 
@@ -100,8 +95,8 @@ def sweep() -> int:
     for raw_id in client.smembers(TRACKED_KEY):
         trainer_id = int(raw_id)
         with client.pipeline() as pipe:
-            pipe.zremrangebyscore(_key(trainer_id), "-inf", now)
-            pipe.zcard(_key(trainer_id))
+            pipe.zremrangebyscore(lease_key(trainer_id), "-inf", now)
+            pipe.zcard(lease_key(trainer_id))
             removed, remaining = pipe.execute()
         if remaining == 0:
             client.srem(TRACKED_KEY, trainer_id)

@@ -18,10 +18,9 @@ from ..models import Role, TrainerProfile
 from . import outbox, presence
 from .channels import channels_for
 from .connection import redis_client
-from .hub import Subscription, chunk, sse
+from .hub import HEARTBEAT, Subscription, sse
 
 STREAM_LEASES = "fittribe:streams:"
-HEARTBEAT = b": heartbeat\n\n"
 
 
 def _gunicorn_socket(environ):
@@ -127,11 +126,12 @@ def stream():
             first.append(str(outbox.sse_message(event.id, event.type, event.payload)).encode())
         subscription.skip_ids = {str(event.id) for event in replay}
 
-    def renew() -> None:
-        if cap:
-            client.zadd(cap_key, {stream_id: time.time() + 2 * heartbeat}, xx=True)
-        if trainer_id is not None:
-            presence.stream_renewed(client, trainer_id, stream_id, config["PRESENCE_TTL"])
+    leases = []
+    if cap:
+        leases.append((cap_key, stream_id, 2 * heartbeat))
+    if trainer_id is not None:
+        leases.append((presence.lease_key(trainer_id), stream_id, config["PRESENCE_TTL"]))
+    subscription.leases = tuple(leases)  # renewed by the hub's heartbeat ticker
 
     closed = False
 
@@ -146,8 +146,8 @@ def stream():
         if trainer_id is not None:
             presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
 
-    body = (_direct_stream(subscription, b"".join(first), renew, close, sock) if sock is not None
-            else _event_stream(subscription, b"".join(first), renew, close))
+    body = (_direct_stream(subscription, b"".join(first), close, sock) if sock is not None
+            else _event_stream(subscription, b"".join(first), close))
     # The Flask request object is not needed for the life of the stream.
     request.environ.pop("werkzeug.request", None)
     response = current_app.response_class(
@@ -185,7 +185,7 @@ def _drain(subscription: Subscription) -> bytes:
     return b"".join(data for _, data in items)
 
 
-def _event_stream(subscription: Subscription, first: bytes, renew, close):
+def _event_stream(subscription: Subscription, first: bytes, close):
     """Portable stream: every write goes through the WSGI server."""
     try:
         yield first
@@ -197,7 +197,6 @@ def _event_stream(subscription: Subscription, first: bytes, renew, close):
                 # A write to a vanished client fails here, so it is cleaned up within one beat.
                 subscription.beat_due = False
                 data += HEARTBEAT
-                renew()
             if data:
                 yield data
             if subscription.closed:
@@ -206,10 +205,10 @@ def _event_stream(subscription: Subscription, first: bytes, renew, close):
         close()
 
 
-def _direct_stream(subscription: Subscription, first: bytes, renew, close, sock):
-    """gunicorn stream: after the headers and the first chunk, the hub writes events straight to
-    the socket while this greenlet sleeps; the greenlet writes only heartbeats and whatever the
-    hub could not send without blocking. Framing matches gunicorn's, which ends the response."""
+def _direct_stream(subscription: Subscription, first: bytes, close, sock):
+    """gunicorn stream: after the headers and the first chunk, the hub writes events and
+    heartbeats straight to the socket while this greenlet sleeps; the greenlet writes only what
+    the hub could not send without blocking. Framing matches gunicorn's, which ends the response."""
     try:
         yield first
         while not subscription.closed:
@@ -217,14 +216,11 @@ def _direct_stream(subscription: Subscription, first: bytes, renew, close, sock)
             subscription.wakeup.wait()
             subscription.direct = False  # take the socket back before writing to it ourselves
             subscription.wakeup.clear()
-            beat, subscription.beat_due = subscription.beat_due, False
-            data = _drain(subscription) + (chunk(HEARTBEAT) if beat else b"")
+            data = _drain(subscription)
             while data:
                 sock.sendall(data)  # cooperative: the other streams go on meanwhile
                 data = _drain(subscription)
-            if beat:
-                renew()
-    except OSError:  # the page is gone; a vanished client fails at the latest on the heartbeat
+    except OSError:  # the page is gone (a vanished one fails at the latest on the heartbeat)
         return
     finally:
         close()

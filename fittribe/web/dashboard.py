@@ -6,7 +6,7 @@ from ..realtime import presence
 from ..services import trainers as trainer_service
 from ..services.search import all_specialties
 from .access import role_required
-from .forms import TrainerProfileForm
+from .forms import TrainerProfileForm, options
 from .htmx import render, see_other
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -30,7 +30,7 @@ def trainer_profile():
     trainer = current_user.trainer_profile
     form = TrainerProfileForm(obj=trainer, price=trainer.price,
                               specialties=[s.slug for s in trainer.specialties], languages=trainer.languages)
-    form.specialties.choices = [(s.slug, s.name) for s in all_specialties()]
+    form.specialties.choices = options((s.slug, s.name) for s in all_specialties())
     if form.validate_on_submit():
         trainer_service.update_profile(trainer, trainer_service.ProfileUpdate(
             display_name=form.display_name.data, headline=form.headline.data or "", bio=form.bio.data or "",

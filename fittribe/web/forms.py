@@ -5,7 +5,7 @@ from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DecimalField, EmailField, IntegerField, PasswordField, RadioField,
-                     SelectField, SelectMultipleField, StringField, TextAreaField)
+                     SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField)
 from wtforms.validators import (DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional,
                                 ValidationError)
 
@@ -19,7 +19,15 @@ COMMON_TIME_ZONES = [
     "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Toronto",
     "America/Vancouver", "Pacific/Honolulu",
 ]
-TIME_ZONE_CHOICES = [(zone, zone.replace("_", " ")) for zone in COMMON_TIME_ZONES]
+
+
+def options(pairs) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms choices."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+TIME_ZONE_CHOICES = options((zone, zone.replace("_", " ")) for zone in COMMON_TIME_ZONES)
+LANGUAGE_CHOICES = options(sorted(LANGUAGES.items(), key=lambda kv: kv[1]))
 MAX_PRICE_DOLLARS = 10_000
 PRICE_INPUT = {"type": "number", "min": 0, "max": MAX_PRICE_DOLLARS, "step": "any", "inputmode": "decimal"}
 
@@ -49,7 +57,7 @@ class SignupForm(FlaskForm):
     confirm = PasswordField("Repeat password", validators=[
         DataRequired("Repeat your password."), EqualTo("password", "The passwords don't match."),
     ])
-    role = RadioField("I want to", choices=[("member", "Train with a coach"), ("trainer", "Coach as a trainer")],
+    role = RadioField("I want to", choices=options([("member", "Train with a coach"), ("trainer", "Coach as a trainer")]),
                       default="member", validators=[InputRequired("Choose member or trainer.")])
     time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, default="UTC", validators=[valid_time_zone])
 
@@ -81,20 +89,20 @@ class SearchForm(FlaskForm):
         Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
     max_price = DecimalField("Max price ($)", places=None, render_kw=PRICE_INPUT, validators=[
         Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
-    min_rating = SelectField("Minimum rating", choices=[("", "Any rating"), ("3", "3★ and up"), ("4", "4★ and up"),
+    min_rating = SelectField("Minimum rating", choices=options([("", "Any rating"), ("3", "3★ and up"), ("4", "4★ and up"),
                                                         ("4.5", "4.5★ and up"),
-                                                        ("4.8", "4.8★ and up")], default="", validators=[Optional()])
-    language = SelectField("Language", choices=[("", "Any language")] + sorted(LANGUAGES.items(), key=lambda kv: kv[1]),
+                                                        ("4.8", "4.8★ and up")]), default="", validators=[Optional()])
+    language = SelectField("Language", choices=options([("", "Any language")]) + LANGUAGE_CHOICES,
                            default="", validators=[Optional()])
-    sort = SelectField("Sort by", choices=list(SORTS.items()), default="rating", validators=[Optional()])
+    sort = SelectField("Sort by", choices=options(SORTS.items()), default="rating", validators=[Optional()])
     page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(1, 10_000, "Page out of range.")])
 
     def __init__(self, *args, specialties=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.specialty.choices = [("", "Any specialty")] + [(s.slug, s.name) for s in specialties]
+        self.specialty.choices = options([("", "Any specialty")] + [(s.slug, s.name) for s in specialties])
 
     def validate_specialty(self, field) -> None:
-        if field.data and field.data not in {slug for slug, _ in field.choices}:
+        if field.data and field.data not in {choice.value for choice in field.choices}:
             raise ValidationError("Unknown specialty. Pick one from the list.")
 
     def validate_max_price(self, field) -> None:
@@ -112,7 +120,7 @@ class TrainerProfileForm(FlaskForm):
     years_experience = IntegerField("Years of experience", default=0,
                                     validators=[Optional(), NumberRange(0, 70, "Enter 0 to 70 years.")])
     specialties = SelectMultipleField("Specialties", choices=[], coerce=str)
-    languages = SelectMultipleField("Languages you coach in", choices=sorted(LANGUAGES.items(), key=lambda kv: kv[1]))
+    languages = SelectMultipleField("Languages you coach in", choices=LANGUAGE_CHOICES)
     time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, validators=[valid_time_zone])
 
 

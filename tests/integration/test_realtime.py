@@ -277,6 +277,11 @@ def test_presence_follows_the_trainers_stream_and_switch(app, live_server, demo)
         with app.app_context():
             assert presence.is_online(maya)
         assert "presence-online" in requests.get(f"{live_server}/trainers/maya-chen", timeout=5).text
+        # The hub's heartbeat ticker (1 s in tests) renews the stream's lease.
+        leases = redis_lib.Redis.from_url(app.config["REDIS_URL"])
+        expiry = max(score for _, score in leases.zrange(presence.lease_key(maya), 0, -1, withscores=True))
+        time.sleep(1.5)
+        assert max(score for _, score in leases.zrange(presence.lease_key(maya), 0, -1, withscores=True)) > expiry
 
         trainer_stream.close()  # last page closed: offline after the grace period, via the sweeper
         deadline = time.monotonic() + 4  # noticed at the next heartbeat (1 s), then 0.5 s of grace
