@@ -84,7 +84,7 @@ def run_sweeper(app) -> int:
 
 def presence_leases(app, trainer: int) -> set[str]:
     with app.app_context():
-        return {lease.decode() for lease in redis_client().zrange(presence._key(trainer), 0, -1)}
+        return {lease.decode() for lease in redis_client().zrange(presence.lease_key(trainer), 0, -1)}
 
 
 def open_streams_of(app, user: int) -> int:
