@@ -119,6 +119,8 @@ def _register_hooks(app: Flask) -> None:
 
     @app.after_request
     def add_headers(response):
+        if response.mimetype == "text/event-stream":
+            return response  # nothing to vary or time: it lasts as long as the page
         # Every HTML route may answer with a page or a fragment depending on these headers.
         response.vary.update(("HX-Request", "HX-Request-Type"))
         if app.config["SERVER_TIMING"] and "request_started" in g:

@@ -13,7 +13,7 @@ from flask import abort, current_app, request
 from flask_login import current_user
 from limits import parse_many
 
-from ..extensions import db, limiter
+from ..extensions import db, limiter, talisman
 from ..models import Role, TrainerProfile
 from . import outbox, presence
 from .channels import channels_for
@@ -79,6 +79,10 @@ def _allow_connect(client_key: str) -> bool:
     return all(limiter.limiter.hit(item, "stream", client_key) for item in _limits(current_app.config["RATELIMIT_STREAM"]))
 
 
+# Document-level security headers (CSP, frame options, permissions policy) mean nothing on an
+# event stream, and gunicorn keeps a response's headers for as long as the stream is open.
+@talisman(content_security_policy=None, frame_options=None, permissions_policy={}, document_policy={},
+          feature_policy={})
 def stream():
     if sse.stopping:
         # This worker is shutting down. A stream that ends at once makes htmx reconnect (to
