@@ -83,6 +83,10 @@ class Config:
     OUTBOX_RETENTION_HOURS = float(os.environ.get("OUTBOX_RETENTION_HOURS", 24))
     REDIS_POOL_SIZE = int(os.environ.get("REDIS_POOL_SIZE", 2))
 
+    # Booking
+    HOLD_MINUTES = int(os.environ.get("HOLD_MINUTES", 10))
+    MAX_ACTIVE_HOLDS = int(os.environ.get("MAX_ACTIVE_HOLDS", 3))
+
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
     HOMEPAGE_HIGHLIGHTS = int(os.environ.get("HOMEPAGE_HIGHLIGHTS", 6))
     SERVER_TIMING = _bool("SERVER_TIMING", True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from functools import cache
+from datetime import time
 from decimal import Decimal
 
 from sqlalchemy import func, insert, select
 
 from .extensions import db
-from .models import Role, Specialty, TrainerLanguage, TrainerProfile, User, trainer_specialties
+from .models import Role, Specialty, TrainerLanguage, TrainerProfile, User, WeeklyAvailability, trainer_specialties
 
 DEMO_PASSWORD = "fittribe-demo"
 DEMO_ACCOUNTS = {
@@ -73,8 +74,32 @@ def seed_demo() -> dict[str, int]:
     for data, approved in [(t, True) for t in DEMO_TRAINERS] + [(PENDING_TRAINER, False)]:
         if _ensure_trainer(data, approved, specialties):
             created["trainers"] += 1
+    db.session.flush()
+    _ensure_weekly_hours()
     db.session.commit()
     return created
+
+
+# Demo weekly hours, local to each trainer: (weekdays, start hour, end hour).
+DEMO_HOURS = {
+    "maya-chen": [((0, 1, 2, 3, 4), 6, 10), ((0, 2, 4), 17, 20), ((5,), 8, 12)],
+    "lucia-fernandez": [((0, 1, 2, 3, 4), 8, 13), ((1, 3), 18, 21)],
+    "kwame-mensah": [((0, 1, 2, 3, 4, 5), 7, 9), ((0, 1, 2, 3), 18, 21)],
+    "anna-kowalski": [((0, 2, 4), 9, 15)],
+    "diego-santos": [((0, 1, 2, 3, 4), 6, 8), ((5, 6), 7, 11)],
+}
+
+
+def _ensure_weekly_hours() -> None:
+    for slug, ranges in DEMO_HOURS.items():
+        trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == slug))
+        if trainer is None or db.session.scalar(select(func.count(WeeklyAvailability.id)).where(
+                WeeklyAvailability.trainer_id == trainer.id)):
+            continue
+        for weekdays, start, end in ranges:
+            for weekday in weekdays:
+                db.session.add(WeeklyAvailability(trainer_id=trainer.id, weekday=weekday,
+                                                  start_time=time(start), end_time=time(end)))
 
 
 def _ensure_specialties() -> dict[str, Specialty]:

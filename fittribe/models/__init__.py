@@ -1,8 +1,10 @@
 """SQLAlchemy models, one module per aggregate. Import here so Alembic sees every table."""
+from .availability import AvailabilityOverride, WeeklyAvailability
+from .bookings import ACTIVE_STATUSES, Booking, BookingStatus
 from .events import Event
 from .notifications import Notification
 from .trainers import Specialty, TrainerLanguage, TrainerProfile, trainer_specialties
 from .users import Role, User
 
-__all__ = ["Event", "Notification", "Role", "Specialty", "TrainerLanguage", "TrainerProfile", "User",
-           "trainer_specialties"]
+__all__ = ["ACTIVE_STATUSES", "AvailabilityOverride", "Booking", "BookingStatus", "Event", "Notification", "Role",
+           "Specialty", "TrainerLanguage", "TrainerProfile", "User", "WeeklyAvailability", "trainer_specialties"]

@@ -66,6 +66,11 @@ class TrainerProfile(db.Model):
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     # Minutes; the booking issue turns these into priced session types.
     session_lengths: Mapped[list[int]] = mapped_column(JSON, default=lambda: [60])
+    # Booking rules (minutes / days), read by the slot engine.
+    buffer_before_minutes: Mapped[int] = mapped_column(default=0, server_default="0")
+    buffer_after_minutes: Mapped[int] = mapped_column(default=15, server_default="15")
+    min_notice_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
+    horizon_days: Mapped[int] = mapped_column(default=60, server_default="60")
     years_experience: Mapped[int] = mapped_column(default=0)
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     is_approved: Mapped[bool] = mapped_column(default=False, index=True)

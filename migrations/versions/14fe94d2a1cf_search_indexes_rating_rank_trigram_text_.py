@@ -56,4 +56,5 @@ def downgrade():
         # The pg_trgm extension stays: other objects in the database may use it.
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_users_is_suspended"))
-    op.drop_index("ix_trainer_profiles_rating_rank", table_name="trainer_profiles")
+    # IF EXISTS: on SQLite a later batch migration's table copy cannot carry an expression index over.
+    op.execute("DROP INDEX IF EXISTS ix_trainer_profiles_rating_rank")

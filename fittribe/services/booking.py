@@ -1,0 +1,106 @@
+"""Holds on a trainer's time: the first step of a booking (payment and confirmation follow).
+
+A hold is a Booking row in status `held` with `hold_expires_at`. No two active bookings of a
+trainer may overlap: on PostgreSQL an exclusion constraint guarantees it even when requests race;
+everywhere the check and the insert run in one transaction whose first statement is a write, so
+SQLite serialises concurrent holds."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import (AvailabilityOverride, Booking, BookingStatus, TrainerProfile, User,
+                      WeeklyAvailability)
+from ..realtime import outbox
+from ..realtime.channels import trainer_channel
+from .availability import Busy, DateOverride, Policy, Slot, WeeklyHours, free_slots
+
+
+class BookingError(ValueError):
+    """A booking rule was broken; the message is for the member."""
+
+
+class SlotTaken(BookingError):
+    def __init__(self):
+        super().__init__("Sorry, this time was just taken. Please pick another one.")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def policy_for(trainer: TrainerProfile, length_minutes: int) -> Policy:
+    return Policy(
+        time_zone=trainer.time_zone, length=timedelta(minutes=length_minutes),
+        step=timedelta(minutes=30), buffer_before=timedelta(minutes=trainer.buffer_before_minutes),
+        buffer_after=timedelta(minutes=trainer.buffer_after_minutes),
+        min_notice=timedelta(minutes=trainer.min_notice_minutes), horizon=timedelta(days=trainer.horizon_days),
+    )
+
+
+def _active_busy(trainer_id: int, now: datetime) -> list[Busy]:
+    rows = db.session.execute(select(Booking.starts_at, Booking.ends_at).where(
+        Booking.trainer_id == trainer_id, Booking.ends_at > now,
+        (Booking.status == BookingStatus.CONFIRMED)
+        | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)),
+    ))
+    return [Busy(_aware(start), _aware(end)) for start, end in rows]
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite drops the zone
+
+
+def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: datetime | None = None,
+              days: int | None = None) -> list[Slot]:
+    now = now or _now()
+    weekly = [WeeklyHours(r.weekday, r.start_time, r.end_time) for r in db.session.scalars(
+        select(WeeklyAvailability).where(WeeklyAvailability.trainer_id == trainer.id))]
+    by_day: dict = {}
+    for row in db.session.scalars(select(AvailabilityOverride).where(AvailabilityOverride.trainer_id == trainer.id)):
+        ranges = by_day.setdefault(row.day, [])
+        if row.start_time is not None and row.end_time is not None:
+            ranges.append((row.start_time, row.end_time))
+    overrides = [DateOverride(day, tuple(ranges)) for day, ranges in by_day.items()]
+    length = length_minutes or trainer.session_lengths[0]
+    return free_slots(weekly, overrides, _active_busy(trainer.id, now), policy_for(trainer, length), now, days)
+
+
+def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minutes: int,
+         now: datetime | None = None) -> Booking:
+    now = now or _now()
+    if length_minutes not in trainer.session_lengths:
+        raise BookingError("Choose one of this trainer's session lengths.")
+    if member.id == trainer.user_id:
+        raise BookingError("You can't book your own sessions.")
+    # First statement is a write: stale holds of this trainer end now (and SQLite takes its
+    # write lock here, so the check below and the insert cannot interleave with another hold).
+    db.session.execute(update(Booking).where(
+        Booking.trainer_id == trainer.id, Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
+    ).values(status=BookingStatus.EXPIRED))
+    active_holds = db.session.scalar(select(func.count(Booking.id)).where(
+        Booking.member_id == member.id, Booking.status == BookingStatus.HELD, Booking.hold_expires_at > now))
+    if active_holds >= current_app.config["MAX_ACTIVE_HOLDS"]:
+        db.session.rollback()
+        raise BookingError("You already hold several times. Finish or release one before holding another.")
+    wanted = Slot(starts_at, starts_at + timedelta(minutes=length_minutes))
+    if wanted not in slots_for(trainer, length_minutes, now):
+        db.session.rollback()
+        raise SlotTaken()
+    booking = Booking(trainer_id=trainer.id, member_id=member.id, starts_at=wanted.starts_at, ends_at=wanted.ends_at,
+                      status=BookingStatus.HELD, price_cents=trainer.price_cents, currency=trainer.currency,
+                      hold_expires_at=now + timedelta(minutes=current_app.config["HOLD_MINUTES"]))
+    db.session.add(booking)
+    # Every open profile of this trainer re-fetches its calendar.
+    outbox.record(trainer_channel(trainer.id), type="slots-changed", data=str(trainer.id))
+    try:
+        db.session.commit()
+    except IntegrityError as error:  # the exclusion constraint: someone else won the race
+        db.session.rollback()
+        raise SlotTaken() from error
+    return booking
+

@@ -1,0 +1,134 @@
+"""Holds: the slot engine applied to a trainer's stored hours, and no double booking, ever."""
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fittribe.extensions import db
+from fittribe.models import Booking, BookingStatus, Event, TrainerProfile, User
+from fittribe.services import booking
+from fittribe.services.booking import BookingError, SlotTaken
+
+UTC = timezone.utc
+# Maya (America/Los_Angeles) is open Monday-Friday 06:00-10:00: Monday 6 July 2026, 06:00 PDT = 13:00 UTC.
+MONDAY_6AM = datetime(2026, 7, 6, 13, tzinfo=UTC)
+NOW = datetime(2026, 7, 5, 12, tzinfo=UTC)
+
+
+def maya(session) -> TrainerProfile:
+    return session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
+
+
+def user(session, email: str) -> User:
+    return session.scalar(select(User).where(User.email == email))
+
+
+def new_member(session, n: int) -> User:
+    member = User(email=f"racer{n}@example.com", name=f"Racer {n}", password_hash="x")
+    session.add(member)
+    return member
+
+
+def test_demo_trainers_have_weekly_hours(db_session, demo):
+    slots = booking.slots_for(maya(db_session), 60, now=NOW, days=3)
+    assert slots and slots[0].starts_at == MONDAY_6AM
+    assert all(s.ends_at - s.starts_at == timedelta(hours=1) for s in slots)
+
+
+def test_hold_takes_the_slot_and_announces_it(db_session, demo):
+    trainer, member = maya(db_session), user(db_session, "member@fittribe.example")
+    held = booking.hold(member, trainer, MONDAY_6AM, 60, now=NOW)
+    assert held.status is BookingStatus.HELD and held.price_cents == 6500
+    assert held.hold_expires_at == NOW + timedelta(minutes=10)
+    assert MONDAY_6AM not in [s.starts_at for s in booking.slots_for(trainer, 60, now=NOW, days=3)]
+    event = db_session.scalar(select(Event).order_by(Event.id.desc()))
+    assert (event.channel, event.type) == (f"trainer:{trainer.id}", "slots-changed")
+    with pytest.raises(SlotTaken, match="just taken"):
+        booking.hold(user(db_session, "admin@fittribe.example"), trainer, MONDAY_6AM, 60, now=NOW)
+
+
+@pytest.mark.parametrize("starts_at, length, message", [
+    (MONDAY_6AM - timedelta(days=2), 60, "just taken"),        # in the past
+    (MONDAY_6AM - timedelta(hours=3), 60, "just taken"),       # before opening hours
+    (MONDAY_6AM + timedelta(minutes=10), 60, "just taken"),    # not on the 30-minute grid
+    (MONDAY_6AM, 45, "session lengths"),                        # not one of her lengths
+])
+def test_bad_holds_change_nothing(db_session, demo, starts_at, length, message):
+    trainer, member = maya(db_session), user(db_session, "member@fittribe.example")
+    with pytest.raises(BookingError, match=message):
+        booking.hold(member, trainer, starts_at, length, now=NOW)
+    assert db_session.scalar(select(func.count(Booking.id))) == 0
+
+
+def test_a_member_may_hold_only_a_few_slots(db_session, demo):
+    trainer, member = maya(db_session), user(db_session, "member@fittribe.example")
+    for n in range(3):
+        booking.hold(member, trainer, MONDAY_6AM + timedelta(hours=n + (n > 0)), 60, now=NOW)
+    with pytest.raises(BookingError, match="already hold"):
+        booking.hold(member, trainer, MONDAY_6AM + timedelta(days=1), 60, now=NOW)
+
+
+def test_an_expired_hold_frees_the_slot_in_the_same_transaction(db_session, demo):
+    trainer = maya(db_session)
+    first = booking.hold(user(db_session, "member@fittribe.example"), trainer, MONDAY_6AM, 60, now=NOW)
+    later = NOW + timedelta(minutes=11)
+    second = booking.hold(user(db_session, "admin@fittribe.example"), trainer, MONDAY_6AM, 60, now=later)
+    db_session.refresh(first)
+    assert first.status is BookingStatus.EXPIRED and second.status is BookingStatus.HELD
+
+
+def _insert(session, trainer_id, member_id, start, minutes, status="held"):
+    session.execute(insert(Booking).values(
+        trainer_id=trainer_id, member_id=member_id, starts_at=start, ends_at=start + timedelta(minutes=minutes),
+        status=BookingStatus(status), price_cents=1, currency="USD"))
+    session.flush()
+
+
+def test_database_refuses_overlapping_active_bookings(db_session, demo):
+    trainer, member = maya(db_session), user(db_session, "member@fittribe.example")
+    _insert(db_session, trainer.id, member.id, MONDAY_6AM, 60)
+    _insert(db_session, trainer.id, member.id, MONDAY_6AM + timedelta(hours=1), 60)  # adjacent: fine
+    _insert(db_session, trainer.id, member.id, MONDAY_6AM - timedelta(hours=1), 60, "confirmed")
+    _insert(db_session, trainer.id, member.id, MONDAY_6AM + timedelta(minutes=30), 60, "cancelled")  # inactive
+    db_session.commit()
+    for start, minutes in ((MONDAY_6AM + timedelta(minutes=30), 60), (MONDAY_6AM - timedelta(minutes=15), 30),
+                           (MONDAY_6AM + timedelta(minutes=10), 20)):
+        with pytest.raises(IntegrityError):
+            _insert(db_session, trainer.id, member.id, start, minutes, "confirmed")
+        db_session.rollback()
+    # Cancelling frees the time for the constraint too.
+    db_session.execute(update(Booking).where(Booking.starts_at == MONDAY_6AM).values(status=BookingStatus.CANCELLED))
+    _insert(db_session, trainer.id, member.id, MONDAY_6AM + timedelta(minutes=15), 30)
+
+
+def test_fifty_concurrent_holds_on_one_slot_exactly_one_wins(app, demo):
+    with app.app_context():
+        trainer_id = maya(db.session).id
+        racers = [new_member(db.session, n) for n in range(50)]
+        db.session.commit()
+        racer_ids = [r.id for r in racers]
+    start = threading.Barrier(50, timeout=30)
+    outcomes: list[str] = []
+
+    def attempt(member_id: int) -> None:
+        start.wait()  # before touching the pool: 50 threads share 15 connections
+        with app.app_context():  # its own session and connection
+            trainer, member = db.session.get(TrainerProfile, trainer_id), db.session.get(User, member_id)
+            try:
+                booking.hold(member, trainer, MONDAY_6AM, 60, now=NOW)
+                outcomes.append("held")
+            except SlotTaken:
+                outcomes.append("taken")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=attempt, args=(member_id,)) for member_id in racer_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["held"] + ["taken"] * 49
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Booking.id)).where(Booking.status == BookingStatus.HELD)) == 1
