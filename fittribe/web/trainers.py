@@ -1,4 +1,5 @@
 from decimal import Decimal
+from types import SimpleNamespace
 
 from flask import Blueprint, abort, current_app, request
 from flask_login import current_user
@@ -6,6 +7,7 @@ from flask_login import current_user
 from ..models import Role, TrainerProfile
 from ..extensions import db
 from ..realtime.presence import online_among
+from ..services.booking import slots_for
 from ..services.search import SearchFilters, all_specialties, find_listed_trainer, search_trainers
 from .forms import SearchForm
 from .htmx import render
@@ -45,7 +47,27 @@ def profile(slug: str):
     if trainer is None:
         trainer = _unlisted_profile_for_owner_or_admin(slug)
     return render("pages/trainer_profile.html", "partials/trainer_profile.html", trainer=trainer,
-                  online_ids=online_among([trainer.id]), live_trainer_id=trainer.id)
+                  online_ids=online_among([trainer.id]), live_trainer_id=trainer.id, calendar=_calendar(trainer))
+
+
+@bp.get("/trainers/<slug>/calendar")
+def calendar(slug: str):
+    """The availability fragment alone (what the profile re-fetches live)."""
+    trainer = find_listed_trainer(slug) or _unlisted_profile_for_owner_or_admin(slug)
+    return render("partials/calendar.html", "partials/calendar.html", trainer=trainer, calendar=_calendar(trainer))
+
+
+CALENDAR_DAYS = 7
+
+
+def _calendar(trainer: TrainerProfile) -> SimpleNamespace:
+    zone = current_user.time_zone if current_user.is_authenticated else trainer.time_zone
+    by_day: dict = {}
+    for slot in slots_for(trainer, days=CALENDAR_DAYS):
+        local_start = slot.local(zone)[0]
+        by_day.setdefault(local_start.date(), []).append(local_start)
+    return SimpleNamespace(by_day=sorted(by_day.items()), zone=zone, days=CALENDAR_DAYS,
+                           length=trainer.session_lengths[0])
 
 
 def _unlisted_profile_for_owner_or_admin(slug: str) -> TrainerProfile:

@@ -132,3 +132,25 @@ def test_fifty_concurrent_holds_on_one_slot_exactly_one_wins(app, demo):
     assert sorted(outcomes) == ["held"] + ["taken"] * 49
     with app.app_context():
         assert db.session.scalar(select(func.count(Booking.id)).where(Booking.status == BookingStatus.HELD)) == 1
+
+
+def test_profile_calendar_shows_free_times_on_the_viewers_clock_and_drops_held_ones(app, client, visitor, demo):
+    page = client.get("/trainers/maya-chen").get_data(as_text=True)
+    assert 'id="availability"' in page and 'hx-trigger="slots-changed from:#live"' in page
+    assert "America/Los Angeles (the trainer's time zone" in page
+    fragment = client.get("/trainers/maya-chen/calendar", headers={"HX-Request": "true", "HX-Request-Type": "partial"})
+    html = fragment.get_data(as_text=True)
+    assert html.lstrip().startswith("<section") and "<html" not in html
+    first_time = html.split('<time datetime="', 1)[1].split('"', 1)[0]
+
+    with app.app_context():
+        trainer, member = maya(db.session), user(db.session, "member@fittribe.example")
+        slot = booking.slots_for(trainer, 60, days=7)[0]
+        assert slot.local(trainer.time_zone)[0].isoformat() == first_time
+        booking.hold(member, trainer, slot.starts_at, 60)
+    assert first_time not in client.get("/trainers/maya-chen/calendar").get_data(as_text=True)
+
+    visitor.login("member@fittribe.example")  # Sam lives in Europe/London
+    mine = visitor.get("/trainers/maya-chen/calendar").get_data(as_text=True)
+    assert "Europe/London" in mine
+    assert "+00:00" in mine or "+01:00" in mine  # London offsets, not Los Angeles ones
