@@ -16,6 +16,9 @@ keepalive = 2
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's runtime control socket (~/.gunicorn/gunicorn.ctl) is shared by every server of the
+# user: several servers (tests, benchmarks, make run) would replace each other's. Not used here.
+control_socket_disable = True
 
 
 def post_worker_init(worker):

@@ -3,6 +3,7 @@
 (function () {
   var labels = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
   var connected = false;
+  var everConnected = false; // htmx retries a stream that once connected, not a first failure
 
   function show(state) {
     var status = document.getElementById("live-status");
@@ -12,10 +13,13 @@
     status.textContent = labels[state];
   }
 
-  document.addEventListener("htmx:sse:after:connection", function () { connected = true; show("live"); });
+  document.addEventListener("htmx:sse:after:connection", function () {
+    connected = everConnected = true;
+    show("live");
+  });
   document.addEventListener("htmx:sse:error", function () {
     connected = false;
-    show(navigator.onLine ? "reconnecting" : "offline");
+    show(navigator.onLine && everConnected ? "reconnecting" : "offline");
   });
   document.addEventListener("htmx:sse:close", function () { connected = false; show("offline"); });
   window.addEventListener("offline", function () { show("offline"); });
