@@ -96,9 +96,9 @@ def _share_redis_pool_with_limiter(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from .realtime import outbox  # noqa: F401  (publishes events after each commit)
     from .realtime.stream import sse
-    from .web import admin, auth, dashboard, notifications, public, trainers
+    from .web import admin, auth, bookings, dashboard, notifications, public, trainers
 
-    for module in (public, trainers, auth, dashboard, notifications, admin):
+    for module in (public, trainers, bookings, auth, dashboard, notifications, admin):
         app.register_blueprint(module.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"],
@@ -135,6 +135,10 @@ def _register_hooks(app: Flask) -> None:
         """A Unix time as the viewer's local time, with the zone named."""
         moment = datetime.fromtimestamp(timestamp, ZoneInfo(zone))
         return moment.strftime("%H:%M %Z")
+
+    @app.template_filter("zoneinfo")
+    def zoneinfo(zone: str) -> ZoneInfo:
+        return ZoneInfo(zone)
 
     @app.template_filter("isotime")
     def isotime(timestamp: float) -> str:

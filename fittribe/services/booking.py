@@ -104,3 +104,12 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
         raise SlotTaken() from error
     return booking
 
+
+
+def release(booking: Booking) -> None:
+    """The member lets a hold go before paying: the time is free again at once."""
+    if booking.status is not BookingStatus.HELD:
+        raise BookingError("Only a held time can be released.")
+    booking.status = BookingStatus.EXPIRED
+    outbox.record(trainer_channel(booking.trainer_id), type="slots-changed", data=str(booking.trainer_id))
+    db.session.commit()

@@ -154,3 +154,64 @@ def test_profile_calendar_shows_free_times_on_the_viewers_clock_and_drops_held_o
     mine = visitor.get("/trainers/maya-chen/calendar").get_data(as_text=True)
     assert "Europe/London" in mine
     assert "+00:00" in mine or "+01:00" in mine  # London offsets, not Los Angeles ones
+
+
+def _first_slot_form(html: str) -> dict:
+    form = html.split('action="/trainers/maya-chen/hold"', 1)[1]
+    return {"starts_at": form.split('name="starts_at" value="', 1)[1].split('"', 1)[0],
+            "length": form.split('name="length" value="', 1)[1].split('"', 1)[0]}
+
+
+def test_member_holds_a_time_from_the_profile_without_js(app, visitor, demo):
+    anonymous = visitor.get("/trainers/maya-chen").get_data(as_text=True)
+    assert 'action="/trainers/maya-chen/hold"' not in anonymous and "to hold a time" in anonymous
+    visitor.login("member@fittribe.example")
+    page = visitor.get("/trainers/maya-chen").get_data(as_text=True)
+    chosen = _first_slot_form(page)
+    response = visitor.post_form("/trainers/maya-chen", chosen, post_url="/trainers/maya-chen/hold")
+    assert response.status_code == 303 and response.headers["Location"].startswith("/bookings/")
+    held = visitor.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Held for you" in held and "Europe/London" in held
+    assert chosen["starts_at"] not in visitor.get("/trainers/maya-chen/calendar").get_data(as_text=True)
+
+    again = visitor.post_form("/trainers/maya-chen", chosen, post_url="/trainers/maya-chen/hold")  # double submit
+    assert again.status_code == 303 and again.headers["Location"].endswith("#availability")
+    assert "just taken" in visitor.get("/trainers/maya-chen").get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Booking.id))) == 1
+
+    release = visitor.post_form(response.headers["Location"], {}, post_url=response.headers["Location"] + "/release")
+    assert release.status_code == 303
+    with app.app_context():
+        assert db.session.scalar(select(Booking.status)) is BookingStatus.EXPIRED
+
+
+@pytest.mark.parametrize("data, status", [
+    ({"starts_at": "not-a-time", "length": "60"}, 400),
+    ({"starts_at": "2026-07-06T06:00:00", "length": "60"}, 400),  # no zone: ambiguous
+    ({"starts_at": "2020-01-06T06:00:00+00:00", "length": "60"}, 303),  # in the past: "just taken"
+    ({"starts_at": "2026-07-06T06:00:00-07:00", "length": "45"}, 409),  # not one of her lengths
+])
+def test_bad_hold_requests_change_nothing(app, visitor, demo, data, status):
+    visitor.login("member@fittribe.example")
+    response = visitor.post_form("/trainers/maya-chen", data, post_url="/trainers/maya-chen/hold")
+    assert response.status_code == status
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Booking.id))) == 0
+
+
+def test_bookings_are_private_and_holds_need_a_member(app, visitor, demo):
+    with app.app_context():
+        trainer = maya(db.session)
+        slot = booking.slots_for(trainer, 60, days=7)[0]
+        held = booking.hold(user(db.session, "member@fittribe.example"), trainer, slot.starts_at, 60)
+        booking_id = held.id
+    assert visitor.get(f"/bookings/{booking_id}").status_code == 302  # log in first
+    visitor.login("lucia@fittribe.example")  # another trainer
+    assert visitor.get(f"/bookings/{booking_id}").status_code == 404
+    assert visitor.post_form("/trainers/maya-chen", {"starts_at": slot.starts_at.isoformat(), "length": "60"},
+                             post_url="/trainers/maya-chen/hold").status_code == 403
+    visitor.logout()
+    visitor.login("trainer@fittribe.example")  # Maya sees her own session
+    assert visitor.get(f"/bookings/{booking_id}").status_code == 200
+    assert visitor.post_form("/", {}, post_url=f"/bookings/{booking_id}/release").status_code == 404
