@@ -1,7 +1,7 @@
 """The background process (`flask worker`): runs periodic jobs outside requests.
 
-Jobs register themselves with `periodic(seconds)`: the outbox relay and pruning and the
-presence sweeper now; hold expiry and reminders come with bookings."""
+Jobs register themselves with `periodic(seconds)`: the outbox relay and pruning, the presence
+sweeper and hold expiry now; reminders come with confirmed bookings."""
 from __future__ import annotations
 
 import signal
@@ -39,8 +39,9 @@ def run_worker(app: Flask, once: bool = False, tick_seconds: float = 0.5) -> Non
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    if not once:  # a one-off run (tests, cron) keeps the caller's signal handling
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
     app.logger.info("Worker started with jobs: %s", ", ".join(job.name for job in JOBS) or "none yet")
     while not stopping:
         now = time.monotonic()
@@ -70,6 +71,13 @@ def sweep_presence() -> None:
     from .realtime import presence
 
     presence.sweep()
+
+
+@periodic(5)
+def expire_holds() -> None:
+    from .services import booking
+
+    booking.expire_holds()
 
 
 @periodic(600)

@@ -113,3 +113,16 @@ def release(booking: Booking) -> None:
     booking.status = BookingStatus.EXPIRED
     outbox.record(trainer_channel(booking.trainer_id), type="slots-changed", data=str(booking.trainer_id))
     db.session.commit()
+
+
+def expire_holds(now: datetime | None = None) -> int:
+    """End holds whose time ran out (the worker runs this every few seconds) and tell every open
+    profile of those trainers that the time is free again."""
+    now = now or _now()
+    trainer_ids = db.session.scalars(update(Booking).where(
+        Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
+    ).values(status=BookingStatus.EXPIRED).returning(Booking.trainer_id)).all()
+    for trainer_id in sorted(set(trainer_ids)):
+        outbox.record(trainer_channel(trainer_id), type="slots-changed", data=str(trainer_id))
+    db.session.commit()
+    return len(trainer_ids)

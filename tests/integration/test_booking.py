@@ -215,3 +215,25 @@ def test_bookings_are_private_and_holds_need_a_member(app, visitor, demo):
     visitor.login("trainer@fittribe.example")  # Maya sees her own session
     assert visitor.get(f"/bookings/{booking_id}").status_code == 200
     assert visitor.post_form("/", {}, post_url=f"/bookings/{booking_id}/release").status_code == 404
+
+
+def test_worker_expires_run_out_holds_and_announces_the_free_time(app, demo):
+    from fittribe.worker import JOBS
+
+    with app.app_context():
+        trainer = maya(db.session)
+        held = booking.hold(user(db.session, "member@fittribe.example"), trainer, MONDAY_6AM, 60, now=NOW)
+        held_id = held.id
+        assert booking.expire_holds(now=NOW + timedelta(minutes=5)) == 0
+        before = db.session.scalar(select(func.count(Event.id)))
+        assert booking.expire_holds(now=NOW + timedelta(minutes=10)) == 1
+        assert db.session.get(Booking, held_id).status is BookingStatus.EXPIRED
+        event = db.session.scalar(select(Event).order_by(Event.id.desc()))
+        assert db.session.scalar(select(func.count(Event.id))) == before + 1
+        assert (event.channel, event.type) == (f"trainer:{trainer.id}", "slots-changed")
+    assert "expire_holds" in [job.name for job in JOBS]
+
+
+def test_flask_worker_once_runs_every_job(app, demo):
+    result = app.test_cli_runner().invoke(args=["worker", "--once"])
+    assert result.exit_code == 0, result.output
