@@ -1,12 +1,15 @@
-from flask import Blueprint, flash, request, url_for
+from flask import Blueprint, abort, flash, request, url_for
 from flask_login import current_user, login_required
 
 from ..models import Role
 from ..realtime import presence
+from ..models import AvailabilityOverride, WeeklyAvailability
+from ..services import availability_rules
 from ..services import trainers as trainer_service
+from ..services.booking import BookingError
 from ..services.search import all_specialties
 from .access import role_required
-from .forms import TrainerProfileForm, options
+from .forms import OverrideForm, TrainerProfileForm, WeeklyHoursForm, options
 from .htmx import render, see_other
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -55,3 +58,62 @@ def set_available():
                       available_until=presence.available_until(trainer.id))
     flash("You are shown as available now." if turn_on else "You are no longer shown as available.", "success")
     return see_other(url_for("dashboard.home"))
+
+
+def _editor(status: int = 200, weekly_form=None, override_form=None):
+    trainer = current_user.trainer_profile
+    return render("pages/availability.html", "partials/availability_editor.html", status=status, trainer=trainer,
+                  weekly=availability_rules.weekly_hours(trainer), overrides=availability_rules.overrides(trainer),
+                  weekly_form=weekly_form or WeeklyHoursForm(formdata=None),
+                  override_form=override_form or OverrideForm(formdata=None), weekdays=availability_rules.WEEKDAYS)
+
+
+def _saved(message: str):
+    """htmx swaps the updated editor in place; without JS, Post/Redirect/Get."""
+    if request.headers.get("HX-Request") == "true":
+        return _editor()
+    flash(message, "success")
+    return see_other(url_for("dashboard.availability"))
+
+
+@bp.get("/availability")
+@role_required(Role.TRAINER)
+def availability():
+    return _editor()
+
+
+@bp.post("/availability/weekly")
+@role_required(Role.TRAINER)
+def add_weekly_hours():
+    form = WeeklyHoursForm()
+    if form.validate_on_submit():
+        try:
+            availability_rules.add_weekly(current_user.trainer_profile, form.weekday.data, form.start.data, form.end.data)
+        except BookingError as error:
+            form.end.errors.append(str(error))
+        else:
+            return _saved("Weekly hours added.")
+    return _editor(422, weekly_form=form)
+
+
+@bp.post("/availability/overrides")
+@role_required(Role.TRAINER)
+def add_override():
+    form = OverrideForm()
+    if form.validate_on_submit():
+        try:
+            availability_rules.add_override(current_user.trainer_profile, form.day.data, form.start.data, form.end.data)
+        except BookingError as error:
+            form.end.errors.append(str(error))
+        else:
+            return _saved("Date change added.")
+    return _editor(422, override_form=form)
+
+
+@bp.post("/availability/<kind>/<int:row_id>/delete")
+@role_required(Role.TRAINER)
+def delete_availability(kind: str, row_id: int):
+    model = {"weekly": WeeklyAvailability, "overrides": AvailabilityOverride}.get(kind)
+    if model is None or not availability_rules.delete(current_user.trainer_profile, model, row_id):
+        abort(404)
+    return _saved("Removed.")

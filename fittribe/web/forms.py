@@ -4,8 +4,8 @@ from __future__ import annotations
 from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DecimalField, EmailField, IntegerField, PasswordField, RadioField,
-                     SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField)
+from wtforms import (BooleanField, DateField, DecimalField, EmailField, IntegerField, PasswordField, RadioField,
+                     SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField, TimeField)
 from wtforms.validators import (DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional,
                                 ValidationError)
 
@@ -122,6 +122,19 @@ class TrainerProfileForm(FlaskForm):
     specialties = SelectMultipleField("Specialties", choices=[], coerce=str)
     languages = SelectMultipleField("Languages you coach in", choices=LANGUAGE_CHOICES)
     time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, validators=[valid_time_zone])
+
+
+class WeeklyHoursForm(FlaskForm):
+    weekday = SelectField("Day", choices=options(enumerate(
+        ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])), coerce=int)
+    start = TimeField("From", validators=[InputRequired("Enter a start time.")])
+    end = TimeField("Until", validators=[InputRequired("Enter an end time.")])
+
+
+class OverrideForm(FlaskForm):
+    day = DateField("Date", validators=[InputRequired("Pick a date.")])
+    start = TimeField("From", validators=[Optional()])
+    end = TimeField("Until", validators=[Optional()])
 
 
 class RejectTrainerForm(FlaskForm):
