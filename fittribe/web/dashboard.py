@@ -64,8 +64,9 @@ def _editor(status: int = 200, weekly_form=None, override_form=None):
     trainer = current_user.trainer_profile
     return render("pages/availability.html", "partials/availability_editor.html", status=status, trainer=trainer,
                   weekly=availability_rules.weekly_hours(trainer), overrides=availability_rules.overrides(trainer),
-                  weekly_form=weekly_form or WeeklyHoursForm(formdata=None),
-                  override_form=override_form or OverrideForm(formdata=None), weekdays=availability_rules.WEEKDAYS)
+                  weekly_form=weekly_form or WeeklyHoursForm(formdata=None, prefix="weekly"),
+                  override_form=override_form or OverrideForm(formdata=None, prefix="date"),
+                  weekdays=availability_rules.WEEKDAYS)
 
 
 def _saved(message: str):
@@ -85,7 +86,7 @@ def availability():
 @bp.post("/availability/weekly")
 @role_required(Role.TRAINER)
 def add_weekly_hours():
-    form = WeeklyHoursForm()
+    form = WeeklyHoursForm(prefix="weekly")
     if form.validate_on_submit():
         try:
             availability_rules.add_weekly(current_user.trainer_profile, form.weekday.data, form.start.data, form.end.data)
@@ -99,7 +100,7 @@ def add_weekly_hours():
 @bp.post("/availability/overrides")
 @role_required(Role.TRAINER)
 def add_override():
-    form = OverrideForm()
+    form = OverrideForm(prefix="date")
     if form.validate_on_submit():
         try:
             availability_rules.add_override(current_user.trainer_profile, form.day.data, form.start.data, form.end.data)

@@ -125,6 +125,11 @@ class TrainerProfileForm(FlaskForm):
 
 
 class WeeklyHoursForm(FlaskForm):
+    """Two of these editors share a page: prefixed ids, and CSRFProtect (every POST) guards them."""
+
+    class Meta:
+        csrf = False
+
     weekday = SelectField("Day", choices=options(enumerate(
         ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])), coerce=int)
     start = TimeField("From", validators=[InputRequired("Enter a start time.")])
@@ -132,6 +137,9 @@ class WeeklyHoursForm(FlaskForm):
 
 
 class OverrideForm(FlaskForm):
+    class Meta:
+        csrf = False
+
     day = DateField("Date", validators=[InputRequired("Pick a date.")])
     start = TimeField("From", validators=[Optional()])
     end = TimeField("Until", validators=[Optional()])

@@ -20,7 +20,7 @@ def test_trainer_adds_and_removes_weekly_hours_without_js(app, visitor, demo):
     assert page.status_code == 200 and "Monday 06:00–10:00" in text_of(page)
     before = count(app, WeeklyAvailability)
     response = visitor.post_form("/dashboard/availability",
-                                 {"weekday": "6", "start": "14:00", "end": "16:30"}, post_url="/dashboard/availability/weekly")
+                                 {"weekly-weekday": "6", "weekly-start": "14:00", "weekly-end": "16:30"}, post_url="/dashboard/availability/weekly")
     assert response.status_code == 303
     assert "Sunday 14:00–16:30" in text_of(visitor.get("/dashboard/availability"))
     assert count(app, WeeklyAvailability) == before + 1
@@ -34,10 +34,10 @@ def test_trainer_adds_and_removes_weekly_hours_without_js(app, visitor, demo):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"weekday": "0", "start": "09:00", "end": "08:00"}, "end must be after the start"),
-    ({"weekday": "0", "start": "07:00", "end": "08:00"}, "overlaps your Monday hours 06:00–10:00"),
-    ({"weekday": "9", "start": "07:00", "end": "08:00"}, "Not a valid choice"),
-    ({"weekday": "0", "start": "7am", "end": "08:00"}, "Not a valid time"),
+    ({"weekly-weekday": "0", "weekly-start": "09:00", "weekly-end": "08:00"}, "end must be after the start"),
+    ({"weekly-weekday": "0", "weekly-start": "07:00", "weekly-end": "08:00"}, "overlaps your Monday hours 06:00–10:00"),
+    ({"weekly-weekday": "9", "weekly-start": "07:00", "weekly-end": "08:00"}, "Not a valid choice"),
+    ({"weekly-weekday": "0", "weekly-start": "7am", "weekly-end": "08:00"}, "Not a valid time"),
 ])
 def test_bad_weekly_hours_give_422_and_change_nothing(app, visitor, demo, data, message):
     visitor.login("trainer@fittribe.example")
@@ -51,12 +51,12 @@ def test_day_off_and_other_hours_with_htmx(app, visitor, demo):
     visitor.login("trainer@fittribe.example")
     token = csrf_token_from(visitor.get("/dashboard/availability").get_data(as_text=True))
     day_off = visitor.client.post("/dashboard/availability/overrides", headers=HTMX,
-                                  data={"csrf_token": token, "day": "2026-12-24", "start": "", "end": ""})
+                                  data={"csrf_token": token, "date-day": "2026-12-24", "date-start": "", "date-end": ""})
     assert day_off.status_code == 200
     html = text_of(day_off)
     assert html.lstrip().startswith('<div id="availability-editor"') and "Thu 24 Dec 2026: day off" in html
     half = visitor.client.post("/dashboard/availability/overrides", headers=HTMX,
-                               data={"csrf_token": token, "day": "2026-12-24", "start": "10:00", "end": ""})
+                               data={"csrf_token": token, "date-day": "2026-12-24", "date-start": "10:00", "date-end": ""})
     assert half.status_code == 422 and "Give both a start and an end" in text_of(half)
     assert count(app, AvailabilityOverride) == 1
 
@@ -74,3 +74,11 @@ def test_only_trainers_edit_and_only_their_own_rows(app, visitor, demo):
     response = visitor.post_form("/dashboard/availability", {}, post_url=f"/dashboard/availability/weekly/{lucia_row}/delete")
     assert response.status_code == 404
     assert visitor.post_form("/dashboard/availability", {}, post_url="/dashboard/availability/nope/1/delete").status_code == 404
+
+
+def test_editor_posts_need_the_csrf_token(app, visitor, demo):
+    visitor.login("trainer@fittribe.example")
+    before = count(app, WeeklyAvailability)
+    response = visitor.client.post("/dashboard/availability/weekly",
+                                   data={"weekly-weekday": "6", "weekly-start": "14:00", "weekly-end": "15:00"})
+    assert response.status_code == 400 and count(app, WeeklyAvailability) == before
