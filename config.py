@@ -86,6 +86,8 @@ class Config:
     # Booking
     HOLD_MINUTES = int(os.environ.get("HOLD_MINUTES", 10))
     MAX_ACTIVE_HOLDS = int(os.environ.get("MAX_ACTIVE_HOLDS", 3))
+    # Video rooms when Zoom is not configured: an unguessable Jitsi room on this host.
+    JITSI_BASE_URL = os.environ.get("JITSI_BASE_URL", "https://meet.jit.si")
 
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
     HOMEPAGE_HIGHLIGHTS = int(os.environ.get("HOMEPAGE_HIGHLIGHTS", 6))

@@ -36,6 +36,7 @@ class Booking(db.Model):
         default=BookingStatus.HELD)
     hold_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     price_cents: Mapped[int]
+    meeting_url: Mapped[str | None] = mapped_column(String(300))
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 

@@ -164,7 +164,7 @@ def _first_slot_form(html: str) -> dict:
 
 def test_member_holds_a_time_from_the_profile_without_js(app, visitor, demo):
     anonymous = visitor.get("/trainers/maya-chen").get_data(as_text=True)
-    assert 'action="/trainers/maya-chen/hold"' not in anonymous and "to hold a time" in anonymous
+    assert 'action="/trainers/maya-chen/hold"' not in anonymous and "to book: a time is held for you" in anonymous
     visitor.login("member@fittribe.example")
     page = visitor.get("/trainers/maya-chen").get_data(as_text=True)
     chosen = _first_slot_form(page)
