@@ -1,11 +1,12 @@
 from datetime import datetime, timezone
 
-from flask import Blueprint, abort, flash, request, url_for
+from flask import Blueprint, Response, abort, flash, request, url_for
 from flask_login import current_user, login_required
 
 from ..extensions import db, limiter
 from ..models import Booking, BookingStatus, Role
 from ..services import booking as booking_service
+from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
 from .htmx import render, see_other
 
@@ -54,6 +55,7 @@ def _own_booking(booking_id: int) -> Booking:
 def show(booking_id: int):
     found = _own_booking(booking_id)
     return render("pages/booking.html", "pages/booking.html", booking=found,
+                  google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
                   held=found.status is BookingStatus.HELD and found.hold_expires_at.replace(
                       tzinfo=found.hold_expires_at.tzinfo or timezone.utc) > datetime.now(timezone.utc))
 
@@ -67,3 +69,13 @@ def release(booking_id: int):
     booking_service.release(found)
     flash("The time is released.", "info")
     return see_other(url_for("trainers.profile", slug=found.trainer.slug))
+
+
+@bp.get("/bookings/<int:booking_id>/calendar.ics")
+@login_required
+def ics(booking_id: int):
+    found = _own_booking(booking_id)
+    if found.status is not BookingStatus.CONFIRMED:
+        abort(404)
+    return Response(booking_ics(found, request.host.split(":")[0]), mimetype="text/calendar",
+                    headers={"Content-Disposition": f"attachment; filename=fittribe-session-{found.id}.ics"})

@@ -114,3 +114,23 @@ def test_only_the_member_may_pay_their_hold(app, visitor, held):
     visitor.login("member@fittribe.example")
     assert visitor.post_form(f"/bookings/{held}/pay", {"card": "1111"}).status_code == 400
     assert state(app, held)[2] == []
+
+
+def test_confirmed_session_exports_to_calendars(app, visitor, held):
+    from icalendar import Calendar
+
+    visitor.login("member@fittribe.example")
+    assert visitor.get(f"/bookings/{held}/calendar.ics").status_code == 404  # not confirmed yet
+    visitor.post_form(f"/bookings/{held}/pay", {"card": "4242424242424242"})
+    response = visitor.get(f"/bookings/{held}/calendar.ics")
+    assert response.status_code == 200 and response.mimetype == "text/calendar"
+    event = Calendar.from_ical(response.data).walk("VEVENT")[0]
+    with app.app_context():
+        booking = db.session.get(Booking, held)
+        assert event.decoded("dtstart") == booking.starts_at and event.decoded("dtend") == booking.ends_at
+        assert str(event["url"]) == booking.meeting_url and str(event["uid"]) == f"booking-{held}@localhost"
+    page = visitor.get(f"/bookings/{held}").get_data(as_text=True)
+    assert "https://calendar.google.com/calendar/render?action=TEMPLATE" in page
+    visitor.logout()
+    visitor.login("lucia@fittribe.example")
+    assert visitor.get(f"/bookings/{held}/calendar.ics").status_code == 404
