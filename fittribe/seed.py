@@ -77,7 +77,36 @@ def seed_demo() -> dict[str, int]:
     db.session.flush()
     _ensure_weekly_hours()
     db.session.commit()
+    _ensure_demo_session()
     return created
+
+
+def _ensure_demo_session() -> None:
+    """The demo member has one upcoming confirmed (simulated-paid) session with Maya."""
+    from datetime import datetime, timedelta, timezone
+    import secrets
+
+    from flask import current_app
+
+    from .models import Booking, BookingStatus, Payment, PaymentStatus
+    from .services.booking import slots_for
+
+    member = db.session.scalar(select(User).where(User.email == DEMO_ACCOUNTS[Role.MEMBER][0]))
+    if db.session.scalar(select(func.count(Booking.id)).where(Booking.member_id == member.id)):
+        return
+    trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    slot = next((s for s in slots_for(trainer, 60) if s.starts_at >= tomorrow), None)
+    if slot is None:
+        return
+    booking = Booking(trainer_id=trainer.id, member_id=member.id, starts_at=slot.starts_at, ends_at=slot.ends_at,
+                      status=BookingStatus.CONFIRMED, price_cents=trainer.price_cents, currency=trainer.currency,
+                      meeting_url=f"{current_app.config['JITSI_BASE_URL'].rstrip('/')}/FitTribe-{secrets.token_urlsafe(18)}")
+    db.session.add(booking)
+    db.session.flush()
+    db.session.add(Payment(booking_id=booking.id, provider="simulated", provider_ref=f"pi_demo_{booking.id}",
+                           amount_cents=booking.price_cents, currency=booking.currency, status=PaymentStatus.SUCCEEDED))
+    db.session.commit()
 
 
 # Demo weekly hours, local to each trainer: (weekdays, start hour, end hour).

@@ -126,3 +126,12 @@ def expire_holds(now: datetime | None = None) -> int:
         outbox.record(trainer_channel(trainer_id), type="slots-changed", data=str(trainer_id))
     db.session.commit()
     return len(trainer_ids)
+
+
+def upcoming_for_member(member_id: int, now: datetime | None = None) -> list[Booking]:
+    now = now or _now()
+    return list(db.session.scalars(select(Booking).where(
+        Booking.member_id == member_id, Booking.ends_at > now,
+        (Booking.status == BookingStatus.CONFIRMED)
+        | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)),
+    ).order_by(Booking.starts_at)))

@@ -6,6 +6,7 @@ from ..realtime import presence
 from ..models import AvailabilityOverride, WeeklyAvailability
 from ..services import availability_rules
 from ..services import trainers as trainer_service
+from ..services import booking as booking_service
 from ..services.booking import BookingError
 from ..services.search import all_specialties
 from .access import role_required
@@ -24,7 +25,8 @@ def home():
         trainer = current_user.trainer_profile
         return render("pages/dashboard_trainer.html", "pages/dashboard_trainer.html", trainer=trainer,
                       available_until=presence.available_until(trainer.id))
-    return render("pages/dashboard_member.html", "pages/dashboard_member.html")
+    return render("pages/dashboard_member.html", "pages/dashboard_member.html",
+                  upcoming=booking_service.upcoming_for_member(current_user.id))
 
 
 @bp.route("/profile", methods=["GET", "POST"])

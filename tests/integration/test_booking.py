@@ -59,7 +59,7 @@ def test_bad_holds_change_nothing(db_session, demo, starts_at, length, message):
     trainer, member = maya(db_session), user(db_session, "member@fittribe.example")
     with pytest.raises(BookingError, match=message):
         booking.hold(member, trainer, starts_at, length, now=NOW)
-    assert db_session.scalar(select(func.count(Booking.id))) == 0
+    assert db_session.scalar(select(func.count(Booking.id)).where(Booking.status == BookingStatus.HELD)) == 0
 
 
 def test_a_member_may_hold_only_a_few_slots(db_session, demo):
@@ -178,12 +178,13 @@ def test_member_holds_a_time_from_the_profile_without_js(app, visitor, demo):
     assert again.status_code == 303 and again.headers["Location"].endswith("#availability")
     assert "just taken" in visitor.get("/trainers/maya-chen").get_data(as_text=True)
     with app.app_context():
-        assert db.session.scalar(select(func.count(Booking.id))) == 1
+        assert db.session.scalar(select(func.count(Booking.id)).where(Booking.status == BookingStatus.HELD)) == 1
 
     release = visitor.post_form(response.headers["Location"], {}, post_url=response.headers["Location"] + "/release")
     assert release.status_code == 303
+    booking_id = int(response.headers["Location"].rsplit("/", 1)[1])
     with app.app_context():
-        assert db.session.scalar(select(Booking.status)) is BookingStatus.EXPIRED
+        assert db.session.get(Booking, booking_id).status is BookingStatus.EXPIRED
 
 
 @pytest.mark.parametrize("data, status", [
@@ -197,7 +198,7 @@ def test_bad_hold_requests_change_nothing(app, visitor, demo, data, status):
     response = visitor.post_form("/trainers/maya-chen", data, post_url="/trainers/maya-chen/hold")
     assert response.status_code == status
     with app.app_context():
-        assert db.session.scalar(select(func.count(Booking.id))) == 0
+        assert db.session.scalar(select(func.count(Booking.id)).where(Booking.status == BookingStatus.HELD)) == 0
 
 
 def test_bookings_are_private_and_holds_need_a_member(app, visitor, demo):
@@ -237,3 +238,10 @@ def test_worker_expires_run_out_holds_and_announces_the_free_time(app, demo):
 def test_flask_worker_once_runs_every_job(app, demo):
     result = app.test_cli_runner().invoke(args=["worker", "--once"])
     assert result.exit_code == 0, result.output
+
+
+def test_member_dashboard_lists_upcoming_sessions_on_their_clock(visitor, demo):
+    visitor.login("member@fittribe.example")
+    page = visitor.get("/dashboard/").get_data(as_text=True)
+    assert "with Maya Chen" in page and "Confirmed" in page  # the seeded, paid demo session
+    assert "Europe/London time" in page

@@ -26,10 +26,19 @@ def test_flask_seed_is_idempotent_and_prints_demo_logins(app):
         assert all(t.specialties and t.languages and t.bio and t.rating_count for t in listed)
         admin = db.session.scalar(select(User).where(User.role == Role.ADMIN))
         assert admin.check_password(DEMO_PASSWORD)
+        # The demo member has one upcoming confirmed, paid session with a video link.
+        from fittribe.models import Booking, BookingStatus, Payment
+
+        session = db.session.scalar(select(Booking))
+        assert session.status is BookingStatus.CONFIRMED and session.meeting_url
+        assert db.session.scalar(select(func.count(Payment.id))) == 1
     second = runner.invoke(args=["seed"])
     assert second.exit_code == 0 and "0 users and 0 trainers added" in second.output
     with app.app_context():
         assert counts() == after_first
+        from fittribe.models import Booking
+
+        assert db.session.scalar(select(func.count(Booking.id))) == 1
 
 
 def test_bulk_trainers_top_up_to_the_requested_number(app):
