@@ -85,32 +85,30 @@ def availability():
     return _editor()
 
 
-@bp.post("/availability/weekly")
-@role_required(Role.TRAINER)
-def add_weekly_hours():
-    form = WeeklyHoursForm(prefix="weekly")
+def _add(form, form_name: str, add, message: str):
+    """Validate an editor form, apply `add(trainer, form)`, and answer like every editor action."""
     if form.validate_on_submit():
         try:
-            availability_rules.add_weekly(current_user.trainer_profile, form.weekday.data, form.start.data, form.end.data)
+            add(current_user.trainer_profile, form)
         except BookingError as error:
             form.end.errors.append(str(error))
         else:
-            return _saved("Weekly hours added.")
-    return _editor(422, weekly_form=form)
+            return _saved(message)
+    return _editor(422, **{form_name: form})
+
+
+@bp.post("/availability/weekly")
+@role_required(Role.TRAINER)
+def add_weekly_hours():
+    return _add(WeeklyHoursForm(prefix="weekly"), "weekly_form", lambda trainer, form: availability_rules.add_weekly(
+        trainer, form.weekday.data, form.start.data, form.end.data), "Weekly hours added.")
 
 
 @bp.post("/availability/overrides")
 @role_required(Role.TRAINER)
 def add_override():
-    form = OverrideForm(prefix="date")
-    if form.validate_on_submit():
-        try:
-            availability_rules.add_override(current_user.trainer_profile, form.day.data, form.start.data, form.end.data)
-        except BookingError as error:
-            form.end.errors.append(str(error))
-        else:
-            return _saved("Date change added.")
-    return _editor(422, override_form=form)
+    return _add(OverrideForm(prefix="date"), "override_form", lambda trainer, form: availability_rules.add_override(
+        trainer, form.day.data, form.start.data, form.end.data), "Date change added.")
 
 
 @bp.post("/availability/<kind>/<int:row_id>/delete")
