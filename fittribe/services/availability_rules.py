@@ -7,15 +7,13 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import AvailabilityOverride, TrainerProfile, WeeklyAvailability
-from ..realtime import outbox
-from ..realtime.channels import trainer_channel
-from .booking import BookingError
+from .booking import BookingError, announce_slots_changed
 
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 def _announce(trainer: TrainerProfile) -> None:
-    outbox.record(trainer_channel(trainer.id), type="slots-changed", data=str(trainer.id))
+    announce_slots_changed(trainer.id)
     db.session.commit()
 
 

@@ -48,10 +48,15 @@ def _active_busy(trainer_id: int, now: datetime) -> list[Busy]:
         (Booking.status == BookingStatus.CONFIRMED)
         | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)),
     ))
-    return [Busy(_aware(start), _aware(end)) for start, end in rows]
+    return [Busy(aware(start), aware(end)) for start, end in rows]
 
 
-def _aware(moment: datetime) -> datetime:
+def announce_slots_changed(trainer_id: int) -> None:
+    """Every open profile of this trainer re-fetches its calendar (named SSE event)."""
+    outbox.record(trainer_channel(trainer_id), type="slots-changed", data=str(trainer_id))
+
+
+def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite drops the zone
 
 
@@ -95,8 +100,7 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
                       status=BookingStatus.HELD, price_cents=trainer.price_cents, currency=trainer.currency,
                       hold_expires_at=now + timedelta(minutes=current_app.config["HOLD_MINUTES"]))
     db.session.add(booking)
-    # Every open profile of this trainer re-fetches its calendar.
-    outbox.record(trainer_channel(trainer.id), type="slots-changed", data=str(trainer.id))
+    announce_slots_changed(trainer.id)
     try:
         db.session.commit()
     except IntegrityError as error:  # the exclusion constraint: someone else won the race
@@ -111,7 +115,7 @@ def release(booking: Booking) -> None:
     if booking.status is not BookingStatus.HELD:
         raise BookingError("Only a held time can be released.")
     booking.status = BookingStatus.EXPIRED
-    outbox.record(trainer_channel(booking.trainer_id), type="slots-changed", data=str(booking.trainer_id))
+    announce_slots_changed(booking.trainer_id)
     db.session.commit()
 
 
@@ -123,7 +127,7 @@ def expire_holds(now: datetime | None = None) -> int:
         Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
     ).values(status=BookingStatus.EXPIRED).returning(Booking.trainer_id)).all()
     for trainer_id in sorted(set(trainer_ids)):
-        outbox.record(trainer_channel(trainer_id), type="slots-changed", data=str(trainer_id))
+        announce_slots_changed(trainer_id)
     db.session.commit()
     return len(trainer_ids)
 

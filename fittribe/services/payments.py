@@ -18,9 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, ProcessedWebhook
-from ..realtime import outbox
-from ..realtime.channels import trainer_channel
-from .booking import _aware, slots_for
+from .booking import announce_slots_changed, aware, slots_for
 from .notify import notify
 
 TOLERANCE_SECONDS = 300
@@ -92,8 +90,8 @@ def _apply(event: dict, booking: Booking) -> str:
         _record(booking, data, PaymentStatus.REFUNDED)  # tampered amount: never confirm, give it back
         return "refunded"
     now = datetime.now(timezone.utc)
-    still_held = booking.status is BookingStatus.HELD and _aware(booking.hold_expires_at) > now
-    time_free = any(s.starts_at == _aware(booking.starts_at) for s in slots_for(
+    still_held = booking.status is BookingStatus.HELD and aware(booking.hold_expires_at) > now
+    time_free = any(s.starts_at == aware(booking.starts_at) for s in slots_for(
         booking.trainer, int((booking.ends_at - booking.starts_at).total_seconds() // 60), now))
     if not (still_held or time_free):
         _record(booking, data, PaymentStatus.REFUNDED)
@@ -106,7 +104,7 @@ def _apply(event: dict, booking: Booking) -> str:
     link = f"/bookings/{booking.id}"
     notify(booking.member_id, "confirmed", f"Booked: your session with {booking.trainer.display_name} is confirmed.", link)
     notify(booking.trainer.user_id, "confirmed", f"New session booked by {booking.member.name}.", link)
-    outbox.record(trainer_channel(booking.trainer_id), type="slots-changed", data=str(booking.trainer_id))
+    announce_slots_changed(booking.trainer_id)
     return "confirmed"
 
 

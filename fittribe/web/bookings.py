@@ -56,8 +56,8 @@ def show(booking_id: int):
     found = _own_booking(booking_id)
     return render("pages/booking.html", "pages/booking.html", booking=found,
                   google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
-                  held=found.status is BookingStatus.HELD and found.hold_expires_at.replace(
-                      tzinfo=found.hold_expires_at.tzinfo or timezone.utc) > datetime.now(timezone.utc))
+                  held=found.status is BookingStatus.HELD
+                  and booking_service.aware(found.hold_expires_at) > datetime.now(timezone.utc))
 
 
 @bp.post("/bookings/<int:booking_id>/release")
