@@ -38,10 +38,20 @@ class Booking(db.Model):
     price_cents: Mapped[int]
     meeting_url: Mapped[str | None] = mapped_column(String(300))
     currency: Mapped[str] = mapped_column(String(3))
+    # The provider's checkout (e.g. Stripe Checkout Session id), so an abandoned one can be expired.
+    checkout_ref: Mapped[str | None] = mapped_column(String(120))
+    # The video meeting: provider id (Zoom meeting id; None for Jitsi) and failed attempts so far.
+    meeting_ref: Mapped[str | None] = mapped_column(String(120))
+    meeting_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reminded_24h_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reminded_15m_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
     trainer = relationship("TrainerProfile")
-    member = relationship("User")
+    member = relationship("User", foreign_keys=[member_id])
 
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, func
+from sqlalchemy import DateTime, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -18,9 +18,13 @@ class Notification(db.Model):
     message: Mapped[str] = mapped_column(String(500))
     link: Mapped[str | None] = mapped_column(String(500))
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set once the worker has mailed it (every notification is also an email).
+    emailed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
-    __table_args__ = (Index("ix_notifications_user_id_id", "user_id", "id"),)
+    __table_args__ = (Index("ix_notifications_user_id_id", "user_id", "id"),
+                      Index("ix_notifications_unmailed", "id", postgresql_where=text("emailed_at IS NULL"),
+                            sqlite_where=text("emailed_at IS NULL")))
 
     @property
     def is_read(self) -> bool:

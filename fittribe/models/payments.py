@@ -27,6 +27,9 @@ class Payment(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[PaymentStatus] = mapped_column(
         Enum(PaymentStatus, name="payment_status", values_callable=lambda e: [m.value for m in e]))
+    receipt_url: Mapped[str | None] = mapped_column(String(500))
+    refund_ref: Mapped[str | None] = mapped_column(String(120))
+    refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
     __table_args__ = (Index("ix_payments_booking_id", "booking_id"),)

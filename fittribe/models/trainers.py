@@ -78,6 +78,11 @@ class TrainerProfile(db.Model):
     # Kept consistent by the reviews service (recomputed in the review's transaction).
     rating_avg: Mapped[Decimal] = mapped_column(Numeric(3, 2), default=Decimal("0"))
     rating_count: Mapped[int] = mapped_column(default=0)
+    # Start of the first free slot (kept current by services/booking.py and the worker) for the
+    # search's "soonest available" sort; None = nothing free within the horizon.
+    next_available_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Stripe Connect account for destination charges (optional).
+    stripe_account_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
     user: Mapped[User] = relationship(back_populates="trainer_profile")
@@ -89,6 +94,7 @@ class TrainerProfile(db.Model):
         CheckConstraint("price_cents >= 0", name="price_non_negative"),
         CheckConstraint("rating_count >= 0", name="rating_count_non_negative"),
         Index("ix_trainer_profiles_approved_price", "is_approved", "price_cents"),
+        Index("ix_trainer_profiles_next_available", "next_available_at", "id"),
     )
 
     @property

@@ -40,6 +40,8 @@ class User(UserMixin, db.Model):
     # Indexed for the public listing's anti-join (services/search.py: listed_trainers).
     is_suspended: Mapped[bool] = mapped_column(default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+    # Secret of the private calendar feed URL; None = no feed (revoked or never made).
+    calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     trainer_profile: Mapped[TrainerProfile | None] = relationship(back_populates="user", uselist=False)
 
