@@ -86,8 +86,27 @@ class Config:
     # Booking
     HOLD_MINUTES = int(os.environ.get("HOLD_MINUTES", 10))
     MAX_ACTIVE_HOLDS = int(os.environ.get("MAX_ACTIVE_HOLDS", 3))
+    # Cancellation policy: a member cancelling at least this long before the start gets a full
+    # refund, later none; a trainer (or admin) cancelling always refunds in full.
+    CANCEL_FULL_REFUND_HOURS = float(os.environ.get("CANCEL_FULL_REFUND_HOURS", 24))
+    # Payments: Stripe when both keys are set (test-mode keys in development), otherwise the
+    # simulated provider. STRIPE_API_BASE only changes for tests against a local fake server.
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "https://api.stripe.com")
+    # Platform fee on Stripe Connect destination charges (trainers with a connected account).
+    PLATFORM_FEE_PERCENT = int(os.environ.get("PLATFORM_FEE_PERCENT", 15))
     # Video rooms when Zoom is not configured: an unguessable Jitsi room on this host.
     JITSI_BASE_URL = os.environ.get("JITSI_BASE_URL", "https://meet.jit.si")
+    # Zoom Server-to-Server OAuth: used for meetings when all three are set (services/meetings.py).
+    ZOOM_ACCOUNT_ID = os.environ.get("ZOOM_ACCOUNT_ID")
+    ZOOM_CLIENT_ID = os.environ.get("ZOOM_CLIENT_ID")
+    ZOOM_CLIENT_SECRET = os.environ.get("ZOOM_CLIENT_SECRET")
+    ZOOM_API_BASE = os.environ.get("ZOOM_API_BASE", "https://api.zoom.us/v2")
+    ZOOM_OAUTH_URL = os.environ.get("ZOOM_OAUTH_URL", "https://zoom.us/oauth/token")
+    # Retries of one Zoom call on 429/5xx/connection errors, and the first pause (doubled each time).
+    ZOOM_RETRIES = int(os.environ.get("ZOOM_RETRIES", 2))
+    ZOOM_RETRY_BACKOFF = float(os.environ.get("ZOOM_RETRY_BACKOFF", 0.5))
 
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
     HOMEPAGE_HIGHLIGHTS = int(os.environ.get("HOMEPAGE_HIGHLIGHTS", 6))

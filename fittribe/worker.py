@@ -75,9 +75,9 @@ def sweep_presence() -> None:
 
 @periodic(5)
 def expire_holds() -> None:
-    from .services import booking
+    from .services import booking, payments
 
-    booking.expire_holds()
+    payments.close_checkouts(booking.expire_holds())
 
 
 @periodic(600)
@@ -85,3 +85,17 @@ def prune_outbox() -> None:
     from .realtime import outbox
 
     outbox.prune()
+
+
+@periodic(30)
+def retry_meetings() -> None:
+    from .services import meetings
+
+    meetings.retry_missing()
+
+
+@periodic(60)
+def refresh_next_available() -> None:
+    from .services import booking
+
+    booking.refresh_stale_next_available()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -52,7 +52,9 @@ def _active_busy(trainer_id: int, now: datetime) -> list[Busy]:
 
 
 def announce_slots_changed(trainer_id: int) -> None:
-    """Every open profile of this trainer re-fetches its calendar (named SSE event)."""
+    """The trainer's free time changed: the search's next free start follows in the same
+    transaction, and every open profile of this trainer re-fetches its calendar (named SSE event)."""
+    refresh_next_available([trainer_id])
     outbox.record(trainer_channel(trainer_id), type="slots-changed", data=str(trainer_id))
 
 
@@ -61,7 +63,7 @@ def aware(moment: datetime) -> datetime:
 
 
 def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: datetime | None = None,
-              days: int | None = None) -> list[Slot]:
+              days: int | None = None, limit: int | None = None) -> list[Slot]:
     now = now or _now()
     weekly = [WeeklyHours(r.weekday, r.start_time, r.end_time) for r in db.session.scalars(
         select(WeeklyAvailability).where(WeeklyAvailability.trainer_id == trainer.id))]
@@ -72,7 +74,49 @@ def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: d
             ranges.append((row.start_time, row.end_time))
     overrides = [DateOverride(day, tuple(ranges)) for day, ranges in by_day.items()]
     length = length_minutes or trainer.session_lengths[0]
-    return free_slots(weekly, overrides, _active_busy(trainer.id, now), policy_for(trainer, length), now, days)
+    return free_slots(weekly, overrides, _active_busy(trainer.id, now), policy_for(trainer, length), now, days, limit)
+
+
+def refresh_next_available(trainer_ids, now: datetime | None = None, skip_locked: bool = False) -> None:
+    """Store each trainer's next free start (the search sorts and shows it), in the caller's
+    transaction: the first slot of the shortest session, which fits wherever a longer one does.
+
+    The trainer rows are locked first, so two changes to one trainer's time (two holds, a hold and
+    an hours edit) apply one after the other and the later one computes with the earlier one
+    committed; otherwise the last to commit could store a time the other has just taken."""
+    now = now or _now()
+    trainers = db.session.scalars(select(TrainerProfile).where(TrainerProfile.id.in_(set(trainer_ids)))
+                                  .order_by(TrainerProfile.id).with_for_update(skip_locked=skip_locked))
+    for trainer in trainers:
+        first = slots_for(trainer, min(trainer.session_lengths), now, limit=1)
+        trainer.next_available_at = first[0].starts_at if first else None
+
+
+def refresh_stale_next_available(now: datetime | None = None, batch_size: int = 200) -> int:
+    """Time passing changes a next free start with nothing announced: the slot comes within the
+    minimum notice, or a new day enters the horizon of a trainer with nothing free. The worker
+    refreshes those trainers in batches (one transaction each); returns how many it refreshed."""
+    now = now or _now()
+    # The index finds every start within the longest notice; each trainer's own notice decides.
+    longest_notice = timedelta(minutes=db.session.scalar(select(func.max(TrainerProfile.min_notice_minutes))) or 0)
+    has_hours = or_(exists().where(WeeklyAvailability.trainer_id == TrainerProfile.id),
+                    exists().where(AvailabilityOverride.trainer_id == TrainerProfile.id,
+                                   AvailabilityOverride.start_time.is_not(None),
+                                   AvailabilityOverride.day >= (now - timedelta(days=1)).date()))
+    candidates = or_(TrainerProfile.next_available_at < now + longest_notice,
+                     TrainerProfile.next_available_at.is_(None) & has_hours)
+    refreshed, after_id = 0, 0
+    while rows := db.session.execute(
+            select(TrainerProfile.id, TrainerProfile.next_available_at, TrainerProfile.min_notice_minutes)
+            .where(candidates, TrainerProfile.id > after_id).order_by(TrainerProfile.id).limit(batch_size)).all():
+        after_id = rows[-1].id
+        stale = [row.id for row in rows if row.next_available_at is None
+                 or aware(row.next_available_at) < now + timedelta(minutes=row.min_notice_minutes)]
+        # A trainer locked by a change in progress gets its value from that change: skip it.
+        refresh_next_available(stale, now, skip_locked=True)
+        db.session.commit()
+        refreshed += len(stale)
+    return refreshed
 
 
 def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minutes: int,
@@ -100,8 +144,9 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
                       status=BookingStatus.HELD, price_cents=trainer.price_cents, currency=trainer.currency,
                       hold_expires_at=now + timedelta(minutes=current_app.config["HOLD_MINUTES"]))
     db.session.add(booking)
-    announce_slots_changed(trainer.id)
     try:
+        db.session.flush()  # the exclusion constraint speaks here, before the next free time is computed
+        announce_slots_changed(trainer.id)
         db.session.commit()
     except IntegrityError as error:  # the exclusion constraint: someone else won the race
         db.session.rollback()
@@ -119,17 +164,17 @@ def release(booking: Booking) -> None:
     db.session.commit()
 
 
-def expire_holds(now: datetime | None = None) -> int:
-    """End holds whose time ran out (the worker runs this every few seconds) and tell every open
-    profile of those trainers that the time is free again."""
+def expire_holds(now: datetime | None = None) -> list[int]:
+    """End holds whose time ran out (the worker runs this every few seconds), tell every open
+    profile of those trainers that the time is free again, and return the ended bookings' ids."""
     now = now or _now()
-    trainer_ids = db.session.scalars(update(Booking).where(
+    ended = db.session.execute(update(Booking).where(
         Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
-    ).values(status=BookingStatus.EXPIRED).returning(Booking.trainer_id)).all()
-    for trainer_id in sorted(set(trainer_ids)):
+    ).values(status=BookingStatus.EXPIRED).returning(Booking.id, Booking.trainer_id)).all()
+    for trainer_id in sorted({trainer_id for _, trainer_id in ended}):
         announce_slots_changed(trainer_id)
     db.session.commit()
-    return len(trainer_ids)
+    return [booking_id for booking_id, _ in ended]
 
 
 def upcoming_for_member(member_id: int, now: datetime | None = None) -> list[Booking]:

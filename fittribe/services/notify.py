@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select, update
 
 from ..extensions import db
-from ..models import Notification
+from ..models import Notification, Role, User
 from ..realtime import outbox
 from ..realtime.channels import user_channel
 
@@ -29,6 +29,14 @@ def notify(user_id: int, kind: str, message: str, link: str | None = None) -> No
         "unread": unread_count(user_id),
     })
     return notification
+
+
+def notify_admins(kind: str, message: str, link: str | None = None) -> int:
+    """Notify every active admin (alerts an operator must act on); returns how many were told."""
+    admin_ids = db.session.scalars(select(User.id).where(User.role == Role.ADMIN, User.is_suspended.is_(False))).all()
+    for user_id in admin_ids:
+        notify(user_id, kind, message, link)
+    return len(admin_ids)
 
 
 def recent(user_id: int, page: int = 1):

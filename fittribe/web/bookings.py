@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from ..extensions import db, limiter
 from ..models import Booking, BookingStatus, Role
 from ..services import booking as booking_service
+from ..services import payments
 from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
 from .htmx import render, see_other
@@ -67,6 +68,7 @@ def release(booking_id: int):
     if found.member_id != current_user.id:
         abort(404)
     booking_service.release(found)
+    payments.close_checkouts([found.id])
     flash("The time is released.", "info")
     return see_other(url_for("trainers.profile", slug=found.trainer.slug))
 

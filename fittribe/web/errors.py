@@ -15,7 +15,10 @@ MESSAGES = {
     404: ("We couldn't find that page", "The link may be old or mistyped. Try searching for a trainer instead."),
     405: ("That action isn't allowed here", "Go back and try again from the page's own buttons."),
     413: ("That was too much to send", "Please shorten what you entered and try again."),
+    409: ("That can't be done right now", "Things changed since the page was loaded. Reload it and try again."),
     429: ("Slow down a little", "Too many attempts in a short time. Wait a minute, then try again."),
+    502: ("A partner service did not answer", "Nothing was charged or changed. Please try again in a moment."),
+    503: ("Please try again in a moment", "A service we depend on is busy."),
     500: ("Something went wrong on our side", "We've been told about it. Please try again in a moment."),
 }
 
@@ -35,7 +38,8 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
-        detail = error.description if error.code in (400, 422, 429) else None
+        # Our own abort(code, "message") texts are for people; Werkzeug's stock ones add nothing.
+        detail = error.description if error.description != type(error).description else None
         response = render_error(error.code, detail)
         if isinstance(error, RateLimitExceeded):
             response.headers["Retry-After"] = str(error.limit.limit.get_expiry())

@@ -8,9 +8,6 @@ from .htmx import render, see_other
 
 bp = Blueprint("payments", __name__)
 
-TEST_CARDS = [("4242424242424242", "4242 4242 4242 4242 — payment succeeds"),
-              ("4000000000000002", "4000 0000 0000 0002 — card declined")]
-
 
 def _members_held_booking(booking_id: int) -> Booking:
     booking = db.session.get(Booking, booking_id)
@@ -21,32 +18,75 @@ def _members_held_booking(booking_id: int) -> Booking:
     return booking
 
 
+@bp.post("/bookings/<int:booking_id>/checkout")
+@limiter.limit(lambda: "20 per minute")
+@login_required
+def checkout(booking_id: int):
+    """Send the member to the provider's payment page for their hold."""
+    booking = _members_held_booking(booking_id)
+    try:
+        url = payments.current_provider().start_checkout(booking)
+    except payments.PaymentError as error:
+        db.session.rollback()
+        abort(502, str(error))
+    db.session.commit()  # the checkout reference, so the worker can close it when the hold ends
+    return see_other(url)  # a plain form post (no htmx): the provider's page is a whole page
+
+
+def _simulated_only() -> None:
+    if not isinstance(payments.current_provider(), payments.SimulatedProvider):
+        abort(404)
+
+
 @bp.route("/bookings/<int:booking_id>/pay", methods=["GET", "POST"])
 @limiter.limit(lambda: "20 per minute", methods=["POST"])
 @login_required
 def simulated_checkout(booking_id: int):
     """The simulated provider's checkout page (test mode, no real money)."""
+    _simulated_only()
     booking = _members_held_booking(booking_id)
-    if request.method == "POST":
-        card = request.form.get("card", "")
-        if card not in dict(TEST_CARDS):
-            abort(400, "Choose one of the test cards.")
-        result = payments.simulated_charge(booking, card)
-        if result["outcome"] == "confirmed":
-            flash("Payment received: your session is confirmed.", "success")
-        elif result["outcome"] == "failed":
-            flash("The card was declined. Your time is still held: try another card.", "error")
+    if request.method == "GET":
+        return render("pages/checkout.html", "pages/checkout.html", booking=booking, cards=payments.TEST_CARDS)
+    card = request.form.get("card", "")
+    if card not in payments.TEST_CARDS:
+        abort(400, "Choose one of the test cards.")
+    if card == payments.CARD_NEEDING_ACTION and request.form.get("authenticated") != "yes":
+        if request.form.get("authenticated") == "no":
+            card = "4000000000000002"  # the member failed the bank's check: declined
         else:
-            flash("Your payment could not be used for this time and is refunded.", "error")
-        return see_other(url_for("bookings.show", booking_id=booking.id))
-    return render("pages/checkout.html", "pages/checkout.html", booking=booking, cards=TEST_CARDS)
+            return render("pages/checkout_confirm.html", "pages/checkout_confirm.html", booking=booking, card=card)
+    result = payments.simulated_charge(booking, card)
+    if result["outcome"] == "confirmed":
+        flash("Payment received: your session is confirmed.", "success")
+    elif result["outcome"] == "failed":
+        flash("The card was declined. Your time is still held: try another card.", "error")
+    else:
+        flash("Your payment could not be used for this time and is refunded.", "error")
+    return see_other(url_for("bookings.show", booking_id=booking.id))
+
+
+def _webhook(provider: payments.Provider, signature_header: str):
+    try:
+        result = payments.handle_event(provider, request.get_data(), request.headers.get(signature_header))
+    except payments.SignatureError:
+        abort(400, "Invalid signature.")
+    except payments.PaymentError:
+        db.session.rollback()
+        abort(503, "Try again later.")  # the provider retries the delivery
+    return jsonify({"outcome": result["outcome"]})
 
 
 @bp.post("/webhooks/simulated")
 @csrf.exempt  # authenticated by its signature, not a session
 def simulated_webhook():
-    try:
-        result = payments.handle_event(request.get_data(), request.headers.get("Simulated-Signature"))
-    except payments.SignatureError:
-        abort(400, "Invalid signature.")
-    return jsonify({"outcome": result["outcome"]})
+    _simulated_only()
+    return _webhook(payments.SimulatedProvider(), "Simulated-Signature")
+
+
+@bp.post("/webhooks/stripe")
+@csrf.exempt  # authenticated by Stripe's signature on the raw body, not a session
+def stripe_webhook():
+    provider = payments.current_provider()
+    if provider.name != "stripe":
+        abort(404)
+    return _webhook(provider, "Stripe-Signature")

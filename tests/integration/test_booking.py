@@ -225,9 +225,9 @@ def test_worker_expires_run_out_holds_and_announces_the_free_time(app, demo):
         trainer = maya(db.session)
         held = booking.hold(user(db.session, "member@fittribe.example"), trainer, MONDAY_6AM, 60, now=NOW)
         held_id = held.id
-        assert booking.expire_holds(now=NOW + timedelta(minutes=5)) == 0
+        assert booking.expire_holds(now=NOW + timedelta(minutes=5)) == []
         before = db.session.scalar(select(func.count(Event.id)))
-        assert booking.expire_holds(now=NOW + timedelta(minutes=10)) == 1
+        assert len(booking.expire_holds(now=NOW + timedelta(minutes=10))) == 1
         assert db.session.get(Booking, held_id).status is BookingStatus.EXPIRED
         event = db.session.scalar(select(Event).order_by(Event.id.desc()))
         assert db.session.scalar(select(func.count(Event.id))) == before + 1

@@ -104,7 +104,7 @@ def test_late_payment_after_the_time_was_taken_is_refunded(app, client, held):
     assert client.post("/webhooks/simulated", data=body, headers={"Simulated-Signature": header}).get_json() == \
         {"outcome": "refunded"}
     status, _, paid, notified = state(app, held)
-    assert status is BookingStatus.EXPIRED and paid == [PaymentStatus.REFUNDED] and notified == 1
+    assert status is BookingStatus.EXPIRED and paid == [PaymentStatus.REFUNDED] and notified == 2  # member + admin alert
 
 
 def test_only_the_member_may_pay_their_hold(app, visitor, held):
