@@ -77,6 +77,14 @@ def current_provider() -> Provider:
     return SimulatedProvider()
 
 
+def provider_for(payment: Payment) -> Provider:
+    """The provider that took this payment (refunds go back the same way)."""
+    provider = current_provider()
+    if provider.name != payment.provider:
+        raise PaymentError(f"Payments by {payment.provider} can't be refunded while it is not configured.")
+    return provider
+
+
 # --- the simulated provider -----------------------------------------------------------------
 
 TEST_CARDS = {"4242424242424242": "4242 4242 4242 4242 — payment succeeds",
@@ -262,6 +270,10 @@ def _record(provider: Provider, booking: Booking, event: PaymentEvent, status: P
 def succeeded_payment(booking: Booking) -> Payment | None:
     return db.session.scalar(select(Payment).where(
         Payment.booking_id == booking.id, Payment.status == PaymentStatus.SUCCEEDED).order_by(Payment.id))
+
+
+def payments_of(booking: Booking) -> list[Payment]:
+    return list(db.session.scalars(select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)))
 
 
 def close_checkouts(booking_ids: list[int]) -> None:

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from ..extensions import db, limiter
 from ..models import Booking, BookingStatus, Role
 from ..services import booking as booking_service
+from ..services import booking_changes
 from ..services import payments
 from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
@@ -55,10 +56,12 @@ def _own_booking(booking_id: int) -> Booking:
 @login_required
 def show(booking_id: int):
     found = _own_booking(booking_id)
+    now = datetime.now(timezone.utc)
     return render("pages/booking.html", "pages/booking.html", booking=found,
                   google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
-                  held=found.status is BookingStatus.HELD
-                  and booking_service.aware(found.hold_expires_at) > datetime.now(timezone.utc))
+                  held=found.status is BookingStatus.HELD and booking_service.aware(found.hold_expires_at) > now,
+                  changeable=booking_changes.cancel_terms(found, current_user, now).allowed,
+                  payments_made=payments.payments_of(found))
 
 
 @bp.post("/bookings/<int:booking_id>/release")
@@ -71,6 +74,58 @@ def release(booking_id: int):
     payments.close_checkouts([found.id])
     flash("The time is released.", "info")
     return see_other(url_for("trainers.profile", slug=found.trainer.slug))
+
+
+@bp.route("/bookings/<int:booking_id>/cancel", methods=["GET", "POST"])
+@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@login_required
+def cancel(booking_id: int):
+    """Shows what cancelling means (refund or not) before the person confirms with a reason."""
+    found = _own_booking(booking_id)
+    terms = booking_changes.cancel_terms(found, current_user)
+    error = None
+    if request.method == "POST":
+        try:
+            terms = booking_changes.cancel(found, current_user, request.form.get("reason", ""))
+        except booking_service.BookingError as problem:
+            error = str(problem)
+        except payments.PaymentError as problem:
+            db.session.rollback()
+            error = str(problem)
+        else:
+            flash("The session is cancelled." + (" The payment is refunded in full." if terms.refund else ""), "info")
+            return see_other(url_for("bookings.show", booking_id=found.id))
+    return render("pages/booking_cancel.html", "pages/booking_cancel.html", status=422 if error else 200,
+                  booking=found, terms=terms, error=error, reason=request.form.get("reason", ""))
+
+
+@bp.route("/bookings/<int:booking_id>/reschedule", methods=["GET", "POST"])
+@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@login_required
+def reschedule(booking_id: int):
+    found = _own_booking(booking_id)
+    error = None
+    if request.method == "POST":
+        try:
+            new_start = datetime.fromisoformat(request.form.get("starts_at", ""))
+            if new_start.tzinfo is None:
+                raise ValueError
+        except ValueError:
+            error = "Pick one of the free times below."
+        else:
+            try:
+                booking_changes.reschedule(found, current_user, new_start.astimezone(timezone.utc),
+                                           request.form.get("reason", ""))
+            except booking_service.BookingError as problem:
+                error = str(problem)
+            else:
+                flash("The session is moved. You'll both find the new time here and in your calendars.", "success")
+                return see_other(url_for("bookings.show", booking_id=found.id))
+    allowed = booking_changes.can_reschedule(found, current_user)
+    options = booking_changes.reschedule_options(found) if allowed else []
+    return render("pages/booking_reschedule.html", "pages/booking_reschedule.html", status=422 if error else 200,
+                  booking=found, allowed=allowed, options=options, error=error,
+                  reason=request.form.get("reason", ""), chosen=request.form.get("starts_at", ""))
 
 
 @bp.get("/bookings/<int:booking_id>/calendar.ics")

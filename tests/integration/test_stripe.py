@@ -210,3 +210,16 @@ def test_each_webhook_endpoint_answers_only_for_the_configured_provider(app, cli
                            headers={"Simulated-Signature": payments.sign(body)}).status_code == 404
     app.config["STRIPE_SECRET_KEY"] = None
     assert deliver(client, "evt_1", "checkout.session.completed", checkout_session(held)).status_code == 404
+
+
+def test_cancelling_a_stripe_paid_session_refunds_through_stripe(app, client, held, fake_stripe):
+    from fittribe.services import booking_changes
+
+    deliver(client, "evt_1", "checkout.session.completed", checkout_session(held))
+    with app.app_context():
+        booking = db.session.get(Booking, held)
+        trainer = db.session.get(User, booking.trainer.user_id)
+        booking_changes.cancel(booking, trainer, "Injured")
+    [refund] = fake_stripe.calls("/v1/refunds")
+    assert refund["params"]["payment_intent"] == "pi_test_1"
+    assert state(app, held)[0] is BookingStatus.CANCELLED and state(app, held)[2] == [PaymentStatus.REFUNDED]

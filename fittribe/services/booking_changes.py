@@ -1,0 +1,150 @@
+"""Changing a confirmed session: cancel (refund per the cancellation policy) or move it to another
+free time. Both need a reason, release the old time live, and tell both people.
+
+Policy (CANCEL_FULL_REFUND_HOURS, default 24): a member cancelling at least that long before the
+start gets a full refund, later none, and may move the session only while that window is open; a
+trainer (or an admin) may cancel or move any time before the start, and their cancellation always
+refunds in full."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import Booking, BookingStatus, Payment, Role, User
+from . import meetings, payments
+from .availability import Slot
+from .booking import BookingError, SlotTaken, announce_slots_changed, aware, slots_for
+from .notify import notify
+
+REASON_MAX = 500
+
+
+@dataclass(frozen=True)
+class CancelTerms:
+    """What cancelling now means for this person, shown before they confirm and then enforced."""
+    allowed: bool
+    refund: Payment | None
+    explanation: str
+
+
+def _by_member(booking: Booking, user: User) -> bool:
+    return user.id == booking.member_id and not user.has_role(Role.ADMIN)
+
+
+def _refund_window_open(booking: Booking, now: datetime) -> bool:
+    hours = current_app.config["CANCEL_FULL_REFUND_HOURS"]
+    return aware(booking.starts_at) - now >= timedelta(hours=hours)
+
+
+def cancel_terms(booking: Booking, user: User, now: datetime | None = None) -> CancelTerms:
+    now = now or datetime.now(timezone.utc)
+    if booking.status is not BookingStatus.CONFIRMED or aware(booking.starts_at) <= now:
+        return CancelTerms(False, None, "Only a confirmed session that has not started can be cancelled.")
+    payment = payments.succeeded_payment(booking)
+    hours = current_app.config["CANCEL_FULL_REFUND_HOURS"]
+    if _by_member(booking, user) and not _refund_window_open(booking, now):
+        return CancelTerms(True, None, f"It starts in less than {hours:g} hours, so there is no refund.")
+    if payment is None:
+        return CancelTerms(True, None, "No payment was taken, so there is nothing to refund.")
+    if _by_member(booking, user):
+        return CancelTerms(True, payment, f"You cancel at least {hours:g} hours ahead, so the full payment is refunded.")
+    return CancelTerms(True, payment, "A cancellation by the trainer or FitTribe always refunds the member in full.")
+
+
+def _clean_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise BookingError("Please give a short reason: the other person will see it.")
+    if len(reason) > REASON_MAX:
+        raise BookingError(f"Please keep the reason under {REASON_MAX} characters.")
+    return reason
+
+
+def cancel(booking: Booking, user: User, reason: str, now: datetime | None = None) -> CancelTerms:
+    now = now or datetime.now(timezone.utc)
+    reason = _clean_reason(reason)
+    db.session.refresh(booking, with_for_update=True)  # a double submit waits, then finds it cancelled
+    terms = cancel_terms(booking, user, now)
+    if not terms.allowed:
+        db.session.rollback()
+        raise BookingError(terms.explanation)
+    if terms.refund is not None:
+        payments.refund(payments.provider_for(terms.refund), terms.refund)  # PaymentError: nothing changes
+    booking.status, booking.cancelled_by_id = BookingStatus.CANCELLED, user.id
+    booking.cancel_reason, booking.cancelled_at = reason, now
+    announce_slots_changed(booking.trainer_id)
+    refund_note = " Your payment is refunded in full." if terms.refund else ""
+    link = f"/bookings/{booking.id}"
+    member, trainer = booking.member, booking.trainer.user
+    notify(member.id, "cancelled", f"Your session with {booking.trainer.display_name} on {_when(booking, member)} "
+                                   f"is cancelled: {reason}.{refund_note}", link)
+    notify(trainer.id, "cancelled", f"The session with {member.name} on {_when(booking, trainer)} is "
+                                    f"cancelled: {reason}.", link)
+    db.session.commit()
+    meetings.detach(booking)  # after the commit: a rolled-back cancellation keeps its meeting
+    return terms
+
+
+def can_reschedule(booking: Booking, user: User, now: datetime | None = None) -> bool:
+    now = now or datetime.now(timezone.utc)
+    if booking.status is not BookingStatus.CONFIRMED or aware(booking.starts_at) <= now:
+        return False
+    return not _by_member(booking, user) or _refund_window_open(booking, now)
+
+
+def reschedule_options(booking: Booking, now: datetime | None = None, days: int = 14) -> list[Slot]:
+    return slots_for(booking.trainer, _length(booking), now, days=days, ignore_booking_id=booking.id)
+
+
+def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, now: datetime | None = None) -> None:
+    now = now or datetime.now(timezone.utc)
+    reason = _clean_reason(reason)
+    db.session.refresh(booking, with_for_update=True)
+    if not can_reschedule(booking, user, now):
+        db.session.rollback()
+        hours = current_app.config["CANCEL_FULL_REFUND_HOURS"]
+        raise BookingError(f"This session can no longer be moved (members can move it up to {hours:g} hours before "
+                           "the start).")
+    wanted = Slot(new_start, new_start + timedelta(minutes=_length(booking)))
+    if wanted.starts_at == aware(booking.starts_at):
+        db.session.rollback()
+        raise BookingError("That is the session's current time: pick another one.")
+    if wanted not in slots_for(booking.trainer, _length(booking), now, ignore_booking_id=booking.id):
+        db.session.rollback()
+        raise SlotTaken()
+    member, trainer = booking.member, booking.trainer.user
+    old_start = aware(booking.starts_at)
+    booking.starts_at, booking.ends_at = wanted.starts_at, wanted.ends_at
+    booking.reminded_24h_at = booking.reminded_15m_at = None
+    try:
+        db.session.flush()  # the exclusion constraint: someone took the new time meanwhile
+    except IntegrityError as error:
+        db.session.rollback()
+        raise SlotTaken() from error
+    announce_slots_changed(booking.trainer_id)
+    link = f"/bookings/{booking.id}"
+    for person, opening in ((member, f"Your session with {booking.trainer.display_name}"),
+                            (trainer, f"The session with {member.name}")):
+        notify(person.id, "rescheduled", f"{opening} moved from {_when(booking, person, old_start)} to "
+                                         f"{_when(booking, person)}: {reason}.", link)
+    db.session.commit()
+    if booking.meeting_ref:  # a Zoom meeting has a start time: replace it (a Jitsi room has none)
+        meetings.detach(booking)
+        booking.meeting_url = booking.meeting_ref = None
+        meetings.attach(booking)
+        db.session.commit()
+
+
+def _length(booking: Booking) -> int:
+    return int((booking.ends_at - booking.starts_at).total_seconds() // 60)
+
+
+def _when(booking: Booking, reader: User, start: datetime | None = None) -> str:
+    """The start on the reader's own clock, zone named (notification texts are stored as written)."""
+    local = aware(start or booking.starts_at).astimezone(ZoneInfo(reader.time_zone))
+    return local.strftime("%a %-d %b %H:%M ") + reader.time_zone.replace("_", " ")
