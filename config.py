@@ -67,6 +67,8 @@ class Config:
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
     MAIL_USE_TLS = _bool("MAIL_USE_TLS", True)
     MAIL_FROM = os.environ.get("MAIL_FROM", "FitTribe <no-reply@fittribe.example>")
+    # Links in e-mails sent outside a request (notifications, reminders) start with this.
+    SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:5000")
     MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR", str(INSTANCE_DIR / "mail"))
 
     # Real time (see fittribe/realtime). Redis pub/sub channels are global to the server, so

@@ -99,3 +99,17 @@ def refresh_next_available() -> None:
     from .services import booking
 
     booking.refresh_stale_next_available()
+
+
+@periodic(10)
+def mail_notifications() -> None:
+    from .services import reminders
+
+    reminders.mail_notifications()
+
+
+@periodic(30)
+def send_reminders() -> None:
+    from .services import reminders
+
+    reminders.send_reminders()
