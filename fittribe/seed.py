@@ -78,7 +78,18 @@ def seed_demo() -> dict[str, int]:
     _ensure_weekly_hours()
     db.session.commit()
     _ensure_demo_session()
+    _refresh_next_available()
     return created
+
+
+def _refresh_next_available() -> None:
+    """The hours and the demo session above bypass the booking services: give the demo trainers
+    their real next free time for the search (and refresh it on every re-seed, as time passes)."""
+    from .services.booking import refresh_next_available
+
+    slugs = [data["slug"] for data in DEMO_TRAINERS + [PENDING_TRAINER]]
+    refresh_next_available(db.session.scalars(select(TrainerProfile.id).where(TrainerProfile.slug.in_(slugs))))
+    db.session.commit()
 
 
 def _ensure_demo_session() -> None:

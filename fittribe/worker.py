@@ -113,3 +113,10 @@ def send_reminders() -> None:
     from .services import reminders
 
     reminders.send_reminders()
+
+
+@periodic(60)
+def complete_finished_sessions() -> None:
+    from .services import booking
+
+    booking.complete_finished()

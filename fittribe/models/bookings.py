@@ -48,6 +48,8 @@ class Booking(db.Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reminded_24h_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reminded_15m_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the trainer opened the meeting link (the session shows "live now" from then).
+    trainer_joined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
     trainer = relationship("TrainerProfile")
@@ -57,4 +59,5 @@ class Booking(db.Model):
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         Index("ix_bookings_trainer_starts", "trainer_id", "starts_at"),
         Index("ix_bookings_member_status", "member_id", "status"),
+        Index("ix_bookings_status_created", "status", "created_at"),  # admin analytics by period
     )

@@ -32,7 +32,8 @@ class Payment(db.Model):
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
-    __table_args__ = (Index("ix_payments_booking_id", "booking_id"),)
+    __table_args__ = (Index("ix_payments_booking_id", "booking_id"),
+                      Index("ix_payments_status_created", "status", "created_at"))  # revenue by period
 
 
 class ProcessedWebhook(db.Model):

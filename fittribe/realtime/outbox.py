@@ -19,6 +19,7 @@ from .connection import channel_prefix, redis_client
 
 log = logging.getLogger(__name__)
 PENDING_KEY = "outbox_pending"
+COMMITTED_KEY = "outbox_committed"
 
 
 def record(channel: str, *, partial: str | None = None, context: dict | None = None,
@@ -76,10 +77,18 @@ def _collect_new_events(session: Session, flush_context) -> None:
 
 
 @sa_event.listens_for(Session, "after_commit")
-def _publish_after_commit(session: Session) -> None:
-    rows = session.info.pop(PENDING_KEY, None)
-    if rows and current_app:
-        _mark_published(publish(rows))
+def _committed(session: Session) -> None:
+    if PENDING_KEY in session.info:
+        session.info.setdefault(COMMITTED_KEY, []).extend(session.info.pop(PENDING_KEY))
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _publish_after_commit(session: Session, transaction) -> None:
+    # Not in after_commit: the session still holds its pooled connection there, and marking the
+    # rows needs another one; with every connection held by a session inside that hook, all of
+    # them would wait for the pool. Here the session's connection is already back in the pool.
+    if transaction.parent is None and COMMITTED_KEY in session.info and current_app:
+        _mark_published(publish(session.info.pop(COMMITTED_KEY)))
 
 
 @sa_event.listens_for(Session, "after_soft_rollback")

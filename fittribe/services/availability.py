@@ -72,8 +72,11 @@ def _ranges_for(day: date, weekly: list[WeeklyHours], overrides: dict[date, Date
 
 
 def free_slots(weekly: list[WeeklyHours], overrides: list[DateOverride], busy: list[Busy], policy: Policy,
-               now: datetime, days: int | None = None) -> list[Slot]:
-    """Bookable slots from `now` (aware) to the end of the horizon (or `days` local days)."""
+               now: datetime, days: int | None = None, limit: int | None = None) -> list[Slot]:
+    """Bookable slots from `now` (aware) to the end of the horizon (or `days` local days).
+
+    With `limit`, only the first `limit` slots, and the calendar is laid out only as far as
+    needed to be sure of them (the search's "next available" wants one, not 60 days' worth)."""
     zone = ZoneInfo(policy.time_zone)
     by_day = {override.day: override for override in overrides}
     earliest = now + policy.min_notice
@@ -83,7 +86,7 @@ def free_slots(weekly: list[WeeklyHours], overrides: list[DateOverride], busy: l
                 else min(first_day + timedelta(days=days - 1), latest_start.astimezone(zone).date()))
     taken = sorted(busy, key=lambda b: b.starts_at)
 
-    slots: list[Slot] = []
+    slots: set[Slot] = set()  # two ranges may offer the same start
     day = first_day
     while day <= last_day:
         for start_time, end_time in _ranges_for(day, weekly, by_day):
@@ -98,11 +101,17 @@ def free_slots(weekly: list[WeeklyHours], overrides: list[DateOverride], busy: l
                     ends_at = starts_at + policy.length
                     if (earliest <= starts_at <= latest_start and ends_at <= range_end_utc
                             and not _overlaps(starts_at - policy.buffer_before, ends_at + policy.buffer_after, taken)):
-                        slots.append(Slot(starts_at, ends_at))
+                        slots.add(Slot(starts_at, ends_at))
                 # Step on the wall clock, so 09:00, 09:30 … stay on the half hour across DST.
                 local = (local.replace(tzinfo=None) + policy.step).replace(tzinfo=zone)
         day += timedelta(days=1)
-    return sorted(set(slots))
+        # Every start before this midnight is found by now (a range spills past midnight only
+        # from the day before), so once there are `limit` of them, later days cannot come first.
+        if limit is not None:
+            midnight = datetime.combine(day, time(0), zone)
+            if sum(slot.starts_at < midnight for slot in slots) >= limit:
+                break
+    return sorted(slots)[:limit]
 
 
 def _overlaps(starts_at: datetime, ends_at: datetime, taken: list[Busy]) -> bool:
@@ -111,7 +120,5 @@ def _overlaps(starts_at: datetime, ends_at: datetime, taken: list[Busy]) -> bool
 
 def next_available(weekly, overrides, busy, policy: Policy, now: datetime) -> Slot | None:
     """The soonest bookable slot (search sorts by it)."""
-    slots = free_slots(weekly, overrides, busy, policy, now, days=min(14, policy.horizon.days or 1))
-    if not slots:
-        slots = free_slots(weekly, overrides, busy, policy, now)
+    slots = free_slots(weekly, overrides, busy, policy, now, limit=1)
     return slots[0] if slots else None

@@ -6,6 +6,7 @@ everywhere the check and the insert run in one transaction whose first statement
 SQLite serialises concurrent holds."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app
@@ -16,7 +17,7 @@ from ..extensions import db
 from ..models import (AvailabilityOverride, Booking, BookingStatus, TrainerProfile, User,
                       WeeklyAvailability)
 from ..realtime import outbox
-from ..realtime.channels import trainer_channel
+from ..realtime.channels import trainer_channel, user_channel
 from .availability import Busy, DateOverride, Policy, Slot, WeeklyHours, free_slots
 
 
@@ -42,9 +43,9 @@ def policy_for(trainer: TrainerProfile, length_minutes: int) -> Policy:
     )
 
 
-def _active_busy(trainer_id: int, now: datetime) -> list[Busy]:
+def _active_busy(trainer_id: int, now: datetime, ignore_booking_id: int | None = None) -> list[Busy]:
     rows = db.session.execute(select(Booking.starts_at, Booking.ends_at).where(
-        Booking.trainer_id == trainer_id, Booking.ends_at > now,
+        Booking.trainer_id == trainer_id, Booking.ends_at > now, Booking.id != (ignore_booking_id or 0),
         (Booking.status == BookingStatus.CONFIRMED)
         | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)),
     ))
@@ -58,12 +59,19 @@ def announce_slots_changed(trainer_id: int) -> None:
     outbox.record(trainer_channel(trainer_id), type="slots-changed", data=str(trainer_id))
 
 
+def announce_sessions_changed(*user_ids: int) -> None:
+    """These people's open dashboards re-fetch their session lists (named SSE event)."""
+    for user_id in sorted(set(user_ids)):
+        outbox.record(user_channel(user_id), type="sessions-changed", data=str(user_id))
+
+
 def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite drops the zone
 
 
 def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: datetime | None = None,
-              days: int | None = None, limit: int | None = None) -> list[Slot]:
+              days: int | None = None, limit: int | None = None, ignore_booking_id: int | None = None) -> list[Slot]:
+    """Free times; `ignore_booking_id` treats that booking's own time as free (rescheduling it)."""
     now = now or _now()
     weekly = [WeeklyHours(r.weekday, r.start_time, r.end_time) for r in db.session.scalars(
         select(WeeklyAvailability).where(WeeklyAvailability.trainer_id == trainer.id))]
@@ -74,19 +82,26 @@ def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: d
             ranges.append((row.start_time, row.end_time))
     overrides = [DateOverride(day, tuple(ranges)) for day, ranges in by_day.items()]
     length = length_minutes or trainer.session_lengths[0]
-    return free_slots(weekly, overrides, _active_busy(trainer.id, now), policy_for(trainer, length), now, days, limit)
+    return free_slots(weekly, overrides, _active_busy(trainer.id, now, ignore_booking_id), policy_for(trainer, length), now,
+                      days, limit)
 
 
-def refresh_next_available(trainer_ids, now: datetime | None = None, skip_locked: bool = False) -> None:
+def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = None, skip_locked: bool = False) -> None:
     """Store each trainer's next free start (the search sorts and shows it), in the caller's
     transaction: the first slot of the shortest session, which fits wherever a longer one does.
 
     The trainer rows are locked first, so two changes to one trainer's time (two holds, a hold and
     an hours edit) apply one after the other and the later one computes with the earlier one
-    committed; otherwise the last to commit could store a time the other has just taken."""
+    committed; otherwise the last to commit could store a time the other has just taken. (FOR NO
+    KEY UPDATE: a new booking's foreign key already holds KEY SHARE on the row, which a plain
+    FOR UPDATE would wait on, deadlocking two holds.)"""
+    ids = set(trainer_ids)
+    if not ids:
+        return
     now = now or _now()
-    trainers = db.session.scalars(select(TrainerProfile).where(TrainerProfile.id.in_(set(trainer_ids)))
-                                  .order_by(TrainerProfile.id).with_for_update(skip_locked=skip_locked))
+    trainers = db.session.scalars(select(TrainerProfile).where(TrainerProfile.id.in_(ids))
+                                  .order_by(TrainerProfile.id)
+                                  .with_for_update(key_share=True, skip_locked=skip_locked))
     for trainer in trainers:
         first = slots_for(trainer, min(trainer.session_lengths), now, limit=1)
         trainer.next_available_at = first[0].starts_at if first else None
@@ -95,9 +110,10 @@ def refresh_next_available(trainer_ids, now: datetime | None = None, skip_locked
 def refresh_stale_next_available(now: datetime | None = None, batch_size: int = 200) -> int:
     """Time passing changes a next free start with nothing announced: the slot comes within the
     minimum notice, or a new day enters the horizon of a trainer with nothing free. The worker
-    refreshes those trainers in batches (one transaction each); returns how many it refreshed."""
+    refreshes those trainers in batches (one transaction each); returns how many were stale."""
     now = now or _now()
-    # The index finds every start within the longest notice; each trainer's own notice decides.
+    # Candidates: every start within the longest notice (the index's range); each trainer's own
+    # notice decides below.
     longest_notice = timedelta(minutes=db.session.scalar(select(func.max(TrainerProfile.min_notice_minutes))) or 0)
     has_hours = or_(exists().where(WeeklyAvailability.trainer_id == TrainerProfile.id),
                     exists().where(AvailabilityOverride.trainer_id == TrainerProfile.id,
@@ -119,6 +135,14 @@ def refresh_stale_next_available(now: datetime | None = None, batch_size: int = 
     return refreshed
 
 
+def is_free(trainer: TrainerProfile, wanted: Slot, now: datetime, ignore_booking_id: int | None = None) -> bool:
+    """Is `wanted` one of the trainer's free slots? Only the days up to it are laid out (the
+    whole horizon costs ~10× more, and this runs on every hold)."""
+    days = max(0, (wanted.starts_at - now).days) + 2
+    length = int((wanted.ends_at - wanted.starts_at).total_seconds() // 60)
+    return wanted in slots_for(trainer, length, now, days=days, ignore_booking_id=ignore_booking_id)
+
+
 def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minutes: int,
          now: datetime | None = None) -> Booking:
     now = now or _now()
@@ -137,7 +161,7 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
         db.session.rollback()
         raise BookingError("You already hold several times. Finish or release one before holding another.")
     wanted = Slot(starts_at, starts_at + timedelta(minutes=length_minutes))
-    if wanted not in slots_for(trainer, length_minutes, now):
+    if not is_free(trainer, wanted, now):
         db.session.rollback()
         raise SlotTaken()
     booking = Booking(trainer_id=trainer.id, member_id=member.id, starts_at=wanted.starts_at, ends_at=wanted.ends_at,
@@ -147,6 +171,7 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
     try:
         db.session.flush()  # the exclusion constraint speaks here, before the next free time is computed
         announce_slots_changed(trainer.id)
+        announce_sessions_changed(member.id)
         db.session.commit()
     except IntegrityError as error:  # the exclusion constraint: someone else won the race
         db.session.rollback()
@@ -161,6 +186,7 @@ def release(booking: Booking) -> None:
         raise BookingError("Only a held time can be released.")
     booking.status = BookingStatus.EXPIRED
     announce_slots_changed(booking.trainer_id)
+    announce_sessions_changed(booking.member_id)
     db.session.commit()
 
 
@@ -170,17 +196,37 @@ def expire_holds(now: datetime | None = None) -> list[int]:
     now = now or _now()
     ended = db.session.execute(update(Booking).where(
         Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
-    ).values(status=BookingStatus.EXPIRED).returning(Booking.id, Booking.trainer_id)).all()
-    for trainer_id in sorted({trainer_id for _, trainer_id in ended}):
+    ).values(status=BookingStatus.EXPIRED).returning(Booking.id, Booking.trainer_id, Booking.member_id)).all()
+    for trainer_id in sorted({row.trainer_id for row in ended}):
         announce_slots_changed(trainer_id)
+    announce_sessions_changed(*(row.member_id for row in ended))
     db.session.commit()
-    return [booking_id for booking_id, _ in ended]
+    return [row.id for row in ended]
 
 
-def upcoming_for_member(member_id: int, now: datetime | None = None) -> list[Booking]:
+def complete_finished(now: datetime | None = None) -> int:
+    """Confirmed sessions whose end has passed become completed (their members may then review
+    them); both people's open dashboards refresh. The worker runs this every minute."""
     now = now or _now()
+    finished = db.session.execute(update(Booking).where(
+        Booking.status == BookingStatus.CONFIRMED, Booking.ends_at <= now,
+    ).values(status=BookingStatus.COMPLETED).returning(Booking.member_id, Booking.trainer_id)).all()
+    trainer_users = db.session.scalars(select(TrainerProfile.user_id).where(
+        TrainerProfile.id.in_({row.trainer_id for row in finished}))).all() if finished else []
+    announce_sessions_changed(*(row.member_id for row in finished), *trainer_users)
+    db.session.commit()
+    return len(finished)
+
+
+def upcoming_for(user: User, now: datetime | None = None) -> list[Booking]:
+    """A member's held and confirmed sessions, or the confirmed sessions a trainer teaches."""
+    now = now or _now()
+    if user.trainer_profile is not None:
+        return list(db.session.scalars(select(Booking).where(
+            Booking.trainer_id == user.trainer_profile.id, Booking.ends_at > now,
+            Booking.status == BookingStatus.CONFIRMED).order_by(Booking.starts_at)))
     return list(db.session.scalars(select(Booking).where(
-        Booking.member_id == member_id, Booking.ends_at > now,
+        Booking.member_id == user.id, Booking.ends_at > now,
         (Booking.status == BookingStatus.CONFIRMED)
         | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)),
     ).order_by(Booking.starts_at)))

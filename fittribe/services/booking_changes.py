@@ -18,7 +18,8 @@ from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, Role, User
 from . import meetings, payments
 from .availability import Slot
-from .booking import BookingError, SlotTaken, announce_slots_changed, aware, slots_for
+from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed, aware,
+                      is_free, slots_for)
 from .notify import notify
 
 REASON_MAX = 500
@@ -78,6 +79,7 @@ def cancel(booking: Booking, user: User, reason: str, now: datetime | None = Non
     booking.status, booking.cancelled_by_id = BookingStatus.CANCELLED, user.id
     booking.cancel_reason, booking.cancelled_at = reason, now
     announce_slots_changed(booking.trainer_id)
+    announce_sessions_changed(booking.member_id, booking.trainer.user_id)
     refund_note = " Your payment is refunded in full." if terms.refund else ""
     link = f"/bookings/{booking.id}"
     member, trainer = booking.member, booking.trainer.user
@@ -114,7 +116,7 @@ def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, n
     if wanted.starts_at == aware(booking.starts_at):
         db.session.rollback()
         raise BookingError("That is the session's current time: pick another one.")
-    if wanted not in slots_for(booking.trainer, _length(booking), now, ignore_booking_id=booking.id):
+    if not is_free(booking.trainer, wanted, now, ignore_booking_id=booking.id):
         db.session.rollback()
         raise SlotTaken()
     member, trainer = booking.member, booking.trainer.user
@@ -127,6 +129,7 @@ def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, n
         db.session.rollback()
         raise SlotTaken() from error
     announce_slots_changed(booking.trainer_id)
+    announce_sessions_changed(member.id, trainer.id)
     link = f"/bookings/{booking.id}"
     for person, opening in ((member, f"Your session with {booking.trainer.display_name}"),
                             (trainer, f"The session with {member.name}")):

@@ -23,7 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, ProcessedWebhook
 from . import meetings
-from .booking import announce_slots_changed, aware, slots_for
+from .availability import Slot
+from .booking import announce_sessions_changed, announce_slots_changed, aware, is_free
 from .notify import notify, notify_admins
 
 TOLERANCE_SECONDS = 300
@@ -203,9 +204,8 @@ def _apply(provider: Provider, event: PaymentEvent, booking: Booking) -> str:
         return _refund_new(provider, booking, event, None)  # tampered amount: never confirm, give it back
     now = datetime.now(timezone.utc)
     still_held = booking.status is BookingStatus.HELD and aware(booking.hold_expires_at) > now
-    time_free = booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED) and any(
-        s.starts_at == aware(booking.starts_at) for s in slots_for(
-            booking.trainer, int((booking.ends_at - booking.starts_at).total_seconds() // 60), now))
+    time_free = booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED) and is_free(
+        booking.trainer, Slot(aware(booking.starts_at), aware(booking.ends_at)), now)
     if not (still_held or time_free):
         return _refund_new(provider, booking, event, "Your payment arrived after the hold ran out and the time "
                                                      "was taken: it is refunded in full.")
@@ -216,6 +216,7 @@ def _apply(provider: Provider, event: PaymentEvent, booking: Booking) -> str:
     notify(booking.member_id, "confirmed", f"Booked: your session with {booking.trainer.display_name} is confirmed.", link)
     notify(booking.trainer.user_id, "confirmed", f"New session booked by {booking.member.name}.", link)
     announce_slots_changed(booking.trainer_id)
+    announce_sessions_changed(booking.member_id, booking.trainer.user_id)
     return "confirmed"
 
 
@@ -225,6 +226,7 @@ def _checkout_expired(booking: Booking, event: PaymentEvent) -> str:
         return "ignored"
     booking.status = BookingStatus.EXPIRED
     announce_slots_changed(booking.trainer_id)
+    announce_sessions_changed(booking.member_id)
     return "expired"
 
 

@@ -89,7 +89,11 @@ def _ordering(sort: str) -> list:
         return [TrainerProfile.price_cents.asc()]
     if sort == "price_desc":
         return [TrainerProfile.price_cents.desc()]
-    # "available" ranks like "rating" until trainers publish availability (booking issue).
+    if sort == "available":
+        # Walks ix_trainer_profiles_next_available (ascending b-tree order puts NULLs last on
+        # PostgreSQL); only trainers free at the same moment are sorted, by rank. Nothing free
+        # (NULL) goes last.
+        return [TrainerProfile.next_available_at.asc().nulls_last(), bayesian_rating().desc()]
     return [bayesian_rating().desc()]
 
 

@@ -24,9 +24,18 @@ def home():
     if current_user.has_role(Role.TRAINER):
         trainer = current_user.trainer_profile
         return render("pages/dashboard_trainer.html", "pages/dashboard_trainer.html", trainer=trainer,
-                      available_until=presence.available_until(trainer.id))
+                      available_until=presence.available_until(trainer.id),
+                      upcoming=booking_service.upcoming_for(current_user))
     return render("pages/dashboard_member.html", "pages/dashboard_member.html",
-                  upcoming=booking_service.upcoming_for_member(current_user.id))
+                  upcoming=booking_service.upcoming_for(current_user))
+
+
+@bp.get("/sessions")
+@login_required
+def sessions():
+    """The upcoming-sessions fragment, re-fetched live on "sessions-changed"."""
+    return render("partials/upcoming_sessions.html", "partials/upcoming_sessions.html",
+                  upcoming=booking_service.upcoming_for(current_user))
 
 
 @bp.route("/profile", methods=["GET", "POST"])

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import BrowserContext
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -42,3 +43,13 @@ def new_context(new_context):
         return context
 
     return make
+
+
+@pytest.fixture
+def member_context(new_context) -> BrowserContext:
+    return new_context()
+
+
+@pytest.fixture
+def trainer_context(new_context) -> BrowserContext:
+    return new_context()

@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, Request, expect
+from playwright.sync_api import Page, Request, expect
 from sqlalchemy import select
 
 from fittribe.extensions import db
@@ -21,11 +21,10 @@ from fittribe.realtime.channels import PUBLIC
 from fittribe.realtime.connection import redis_client
 from fittribe.realtime.stream import STREAM_LEASES
 from fittribe.services.notify import notify
+from tests.browser.pages import assert_same_document, expect_live, log_in, open_live_page
 
 pytestmark = pytest.mark.browser
 
-MARKER = "window.__noReload"
-PASSWORD = "fittribe-demo"
 MEMBER = "member@fittribe.example"
 TRAINER = "trainer@fittribe.example"
 # A pushed fragment reaches an open page within milliseconds; this leaves room for a slow box.
@@ -94,51 +93,9 @@ def open_streams_of(app, user: int) -> int:
         return redis_client().zcard(f"{STREAM_LEASES}user:{user}")
 
 
-def log_in(page: Page, base_url: str, email: str) -> None:
-    """Through the real login form: htmx posts it and follows HX-Redirect to the dashboard."""
-    page.goto(f"{base_url}/login")
-    form = page.locator("#login-form")
-    form.get_by_label("Email").fill(email)
-    form.get_by_label("Password", exact=True).fill(PASSWORD)
-    form.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{base_url}/dashboard/")
-
-
-def expect_live(page: Page) -> None:
-    """The header indicator (static/js/live.js) says the page's SSE stream is connected."""
-    status = page.locator("#live-status")
-    expect(status).to_have_attribute("data-state", "live")
-    expect(status).to_have_text("Live")
-    expect(status).to_be_visible()
-
-
-def open_live_page(page: Page, url: str | None = None) -> None:
-    """Open `url` (or stay on the current page), wait until its stream is connected, then mark
-    the document so a reload can be detected."""
-    if url is not None:
-        page.goto(url)
-    assert page.evaluate("typeof htmx") == "object", "htmx did not load"
-    expect_live(page)
-    page.evaluate(f"{MARKER} = 42")
-
-
-def assert_same_document(page: Page) -> None:
-    assert page.evaluate(MARKER) == 42, "the page was reloaded: the window marker is gone"
-
-
 def maya_badge(page: Page):
     card = page.locator("#results .trainer-card").filter(has=page.get_by_role("link", name="Maya Chen"))
     return card.locator(".presence")
-
-
-@pytest.fixture
-def member_context(new_context) -> BrowserContext:
-    return new_context()
-
-
-@pytest.fixture
-def trainer_context(new_context) -> BrowserContext:
-    return new_context()
 
 
 # --- presence --------------------------------------------------------------------------------

@@ -43,8 +43,9 @@ def test_hold_takes_the_slot_and_announces_it(db_session, demo):
     assert held.status is BookingStatus.HELD and held.price_cents == 6500
     assert held.hold_expires_at == NOW + timedelta(minutes=10)
     assert MONDAY_6AM not in [s.starts_at for s in booking.slots_for(trainer, 60, now=NOW, days=3)]
-    event = db_session.scalar(select(Event).order_by(Event.id.desc()))
-    assert (event.channel, event.type) == (f"trainer:{trainer.id}", "slots-changed")
+    events = db_session.scalars(select(Event).order_by(Event.id.desc()).limit(2)).all()
+    assert {(e.channel, e.type) for e in events} == {(f"trainer:{trainer.id}", "slots-changed"),
+                                                     (f"user:{member.id}", "sessions-changed")}
     with pytest.raises(SlotTaken, match="just taken"):
         booking.hold(user(db_session, "admin@fittribe.example"), trainer, MONDAY_6AM, 60, now=NOW)
 
@@ -226,12 +227,12 @@ def test_worker_expires_run_out_holds_and_announces_the_free_time(app, demo):
         held = booking.hold(user(db.session, "member@fittribe.example"), trainer, MONDAY_6AM, 60, now=NOW)
         held_id = held.id
         assert booking.expire_holds(now=NOW + timedelta(minutes=5)) == []
-        before = db.session.scalar(select(func.count(Event.id)))
+        last_before = db.session.scalar(select(func.max(Event.id)))
         assert len(booking.expire_holds(now=NOW + timedelta(minutes=10))) == 1
         assert db.session.get(Booking, held_id).status is BookingStatus.EXPIRED
-        event = db.session.scalar(select(Event).order_by(Event.id.desc()))
-        assert db.session.scalar(select(func.count(Event.id))) == before + 1
-        assert (event.channel, event.type) == (f"trainer:{trainer.id}", "slots-changed")
+        announced = db.session.execute(select(Event.channel, Event.type).where(Event.id > last_before)).all()
+        assert sorted(announced) == [(f"trainer:{trainer.id}", "slots-changed"),
+                                     (f"user:{held.member_id}", "sessions-changed")]
     assert "expire_holds" in [job.name for job in JOBS]
 
 
@@ -244,4 +245,19 @@ def test_member_dashboard_lists_upcoming_sessions_on_their_clock(visitor, demo):
     visitor.login("member@fittribe.example")
     page = visitor.get("/dashboard/").get_data(as_text=True)
     assert "with Maya Chen" in page and "Confirmed" in page  # the seeded, paid demo session
-    assert "Europe/London time" in page
+    assert "Times in Europe/London" in page
+
+
+def test_finished_sessions_become_completed_and_dashboards_refresh(app, demo):
+    from fittribe.worker import JOBS
+
+    with app.app_context():
+        seeded = db.session.scalar(select(Booking).where(Booking.status == BookingStatus.CONFIRMED))
+        end = booking.aware(seeded.ends_at)
+        assert booking.complete_finished(now=end - timedelta(minutes=1)) == 0
+        last_before = db.session.scalar(select(func.max(Event.id))) or 0
+        assert booking.complete_finished(now=end) == 1
+        assert db.session.get(Booking, seeded.id).status is BookingStatus.COMPLETED
+        announced = db.session.scalars(select(Event.channel).where(Event.id > last_before)).all()
+        assert sorted(announced) == sorted([f"user:{seeded.member_id}", f"user:{seeded.trainer.user_id}"])
+    assert "complete_finished_sessions" in [job.name for job in JOBS]

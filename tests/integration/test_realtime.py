@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis as redis_lib
 import requests
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from fittribe.extensions import db
 from fittribe.models import Event, Notification, TrainerProfile, User
@@ -312,3 +312,34 @@ def test_stream_connects_are_rate_limited(app, client, monkeypatch):
     finally:
         for response in opened:
             response.close()
+
+
+def test_publishing_after_commit_never_waits_for_the_sessions_own_pool(database_url, redis_url, demo):
+    """Marking events published needs a connection; it runs once the session has given its own
+    back, so even a pool of one never waits (a regression: it used to time out here)."""
+    import threading
+
+    from fittribe import create_app
+
+    tiny = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, REDIS_URL=redis_url,
+                      SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_timeout": 2})
+    errors: list[Exception] = []
+
+    def notify_once():
+        with tiny.app_context():
+            try:
+                member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
+                notify(member.id, "test", "hello")
+                db.session.commit()
+            except Exception as error:  # noqa: BLE001 - the test reports whatever went wrong
+                errors.append(error)
+
+    threads = [threading.Thread(target=notify_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with tiny.app_context():
+        assert db.session.scalar(select(func.count(Event.id)).where(Event.published_at.is_(None))) == 0
+        db.engine.dispose()

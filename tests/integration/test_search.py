@@ -57,10 +57,13 @@ def test_sort_by_price(client, demo):
     assert names(search(client, "sort=price_desc"))[0] == "Anna Kowalski"
 
 
-def test_soonest_available_sort_is_labelled_as_rating_until_availability_exists(client, demo):
-    response = search(client, "sort=available")
-    assert names(response) == names(search(client, "sort=rating"))
-    assert "sorted by rating until live availability is published" in text_of(response)
+def test_soonest_available_sort_follows_the_demo_trainers_hours(client, demo):
+    # The full rules (ties, nothing free last, the card) are in test_next_available.py.
+    with client.application.app_context():
+        free_at = dict(db.session.execute(select(TrainerProfile.display_name, TrainerProfile.next_available_at)).all())
+    shown = names(search(client, "sort=available"))
+    assert set(shown) == DEMO_LISTED and all(free_at[name] for name in shown)
+    assert [free_at[name] for name in shown] == sorted(free_at[name] for name in shown)
 
 
 def test_no_results_shows_help(client, demo):

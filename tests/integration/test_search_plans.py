@@ -3,6 +3,8 @@
 The demo data is tiny, so the planner is told to avoid sequential scans and sorts where it
 can: a plan that still sorts means the index no longer matches the query (for example the
 Bayesian prior changed in the model without a migration recreating the rank index)."""
+import re
+
 from sqlalchemy import func, select
 
 from fittribe.extensions import db
@@ -24,6 +26,15 @@ def test_top_rated_page_walks_the_rank_index_without_sorting(db_session, demo):
     plan = plan_of(db_session, page)
     assert "ix_trainer_profiles_rating_rank" in plan
     assert "Sort" not in plan, plan
+
+
+def test_soonest_available_page_walks_the_next_available_index(db_session, demo):
+    page = _listed().order_by(*_ordering("available"), TrainerProfile.id).limit(12).offset(12)
+    plan = plan_of(db_session, page)
+    assert "ix_trainer_profiles_next_available" in plan
+    # Only trainers free at the same moment are sorted (by rank), never every listed trainer.
+    assert "Presorted Key: trainer_profiles.next_available_at" in plan
+    assert not re.search(r"(^|->)\s*Sort\s+\(", plan, re.MULTILINE), plan
 
 
 def test_rank_expression_is_the_one_migration_14fe94d2a1cf_indexes():

@@ -110,3 +110,18 @@ def test_next_available():
     slot = next_available(weekly, [], [], policy(), now=SUNDAY_BEFORE)
     assert slot.starts_at == utc(2026, 6, 3, 8)
     assert next_available([], [], [], policy(), now=SUNDAY_BEFORE) is None
+
+
+def test_limit_stops_early_with_the_same_first_slots():
+    # Saturday is booked solid; Sunday's late range runs past midnight, and two Monday ranges
+    # start before and at that spill (so stopping on Sunday, or counting 00:30 twice, is wrong).
+    weekly = [WeeklyHours(5, time(9), time(12)), WeeklyHours(6, time(22, 30), time(1, 30)),
+              WeeklyHours(0, time(0), time(1)), WeeklyHours(0, time(0, 30), time(2, 30))]
+    busy = [Busy(utc(2026, 6, 6, 7), utc(2026, 6, 6, 11)), Busy(utc(2026, 6, 7, 21, 30), utc(2026, 6, 7, 22, 30))]
+    rules = (weekly, [], busy, policy(step=H))
+    friday = utc(2026, 6, 5, 12)
+    everything = free_slots(*rules, now=friday)
+    assert starts(everything[:5]) == ["06-07 22:30", "06-07 23:00", "06-07 23:30", "06-08 00:30", "06-13 08:00"]
+    for limit in range(1, 7):
+        assert free_slots(*rules, now=friday, limit=limit) == everything[:limit]
+    assert free_slots([], [], [], policy(), now=friday, limit=1) == []
