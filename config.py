@@ -110,6 +110,9 @@ class Config:
     ZOOM_RETRIES = int(os.environ.get("ZOOM_RETRIES", 2))
     ZOOM_RETRY_BACKOFF = float(os.environ.get("ZOOM_RETRY_BACKOFF", 0.5))
 
+    # Tests shift the session-status clock through Redis (fittribe/clock.py); never in production.
+    CLOCK_ADJUSTABLE = _bool("CLOCK_ADJUSTABLE", False)
+
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
     HOMEPAGE_HIGHLIGHTS = int(os.environ.get("HOMEPAGE_HIGHLIGHTS", 6))
     SERVER_TIMING = _bool("SERVER_TIMING", True)
@@ -130,6 +133,7 @@ class TestingConfig(Config):
 
 
 class ProductionConfig(Config):
+    CLOCK_ADJUSTABLE = False
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", True)
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     FORCE_HTTPS = _bool("FORCE_HTTPS", True)

@@ -120,3 +120,10 @@ def complete_finished_sessions() -> None:
     from .services import booking
 
     booking.complete_finished()
+
+
+@periodic(30)
+def announce_session_phases() -> None:
+    from .services import session_status
+
+    session_status.announce_phase_changes()

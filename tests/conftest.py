@@ -99,6 +99,7 @@ def app(database_url, redis_url, tmp_path_factory):
         SSE_HEARTBEAT_SECONDS=1.0,
         PRESENCE_GRACE=0.5,
         MAIL_OUTBOX_DIR=str(tmp_path_factory.mktemp("mail")),
+        CLOCK_ADJUSTABLE=True,
     )
     with app.app_context():
         upgrade()
@@ -174,6 +175,7 @@ def live_server(app, database_url, redis_url, tmp_path_factory):
         "SSE_CHANNEL_PREFIX": SSE_PREFIX,
         "SSE_HEARTBEAT_SECONDS": "1",
         "PRESENCE_GRACE": "0.5",
+        "CLOCK_ADJUSTABLE": "1",
         "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",

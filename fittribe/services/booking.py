@@ -216,17 +216,3 @@ def complete_finished(now: datetime | None = None) -> int:
     announce_sessions_changed(*(row.member_id for row in finished), *trainer_users)
     db.session.commit()
     return len(finished)
-
-
-def upcoming_for(user: User, now: datetime | None = None) -> list[Booking]:
-    """A member's held and confirmed sessions, or the confirmed sessions a trainer teaches."""
-    now = now or _now()
-    if user.trainer_profile is not None:
-        return list(db.session.scalars(select(Booking).where(
-            Booking.trainer_id == user.trainer_profile.id, Booking.ends_at > now,
-            Booking.status == BookingStatus.CONFIRMED).order_by(Booking.starts_at)))
-    return list(db.session.scalars(select(Booking).where(
-        Booking.member_id == user.id, Booking.ends_at > now,
-        (Booking.status == BookingStatus.CONFIRMED)
-        | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)),
-    ).order_by(Booking.starts_at)))

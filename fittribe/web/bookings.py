@@ -1,12 +1,13 @@
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, abort, flash, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask_login import current_user, login_required
 
+from .. import clock
 from ..extensions import db, limiter
 from ..models import Booking, BookingStatus, Role
 from ..services import booking as booking_service
-from ..services import booking_changes
+from ..services import booking_changes, session_status
 from ..services import payments
 from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
@@ -126,6 +127,19 @@ def reschedule(booking_id: int):
     return render("pages/booking_reschedule.html", "pages/booking_reschedule.html", status=422 if error else 200,
                   booking=found, allowed=allowed, options=options, error=error,
                   reason=request.form.get("reason", ""), chosen=request.form.get("starts_at", ""))
+
+
+@bp.post("/bookings/<int:booking_id>/join")
+@login_required
+def join(booking_id: int):
+    """Open the video meeting (from 10 minutes before the start); a trainer's join is recorded."""
+    found = _own_booking(booking_id)
+    if current_user.id not in (found.member_id, found.trainer.user_id):
+        abort(403, "Only the member and the trainer of a session can join it.")
+    if not session_status.status_of(found, clock.now()).can_join:
+        abort(409, "The video link opens 10 minutes before the session starts.")
+    session_status.trainer_joined(found, current_user)
+    return redirect(found.meeting_url, code=303)
 
 
 @bp.get("/bookings/<int:booking_id>/calendar.ics")

@@ -4,9 +4,9 @@ from flask_login import current_user, login_required
 from ..models import Role
 from ..realtime import presence
 from ..models import AvailabilityOverride, WeeklyAvailability
-from ..services import availability_rules
+from .. import clock
+from ..services import availability_rules, session_status
 from ..services import trainers as trainer_service
-from ..services import booking as booking_service
 from ..services.booking import BookingError
 from ..services.search import all_specialties
 from .access import role_required
@@ -24,18 +24,22 @@ def home():
     if current_user.has_role(Role.TRAINER):
         trainer = current_user.trainer_profile
         return render("pages/dashboard_trainer.html", "pages/dashboard_trainer.html", trainer=trainer,
-                      available_until=presence.available_until(trainer.id),
-                      upcoming=booking_service.upcoming_for(current_user))
-    return render("pages/dashboard_member.html", "pages/dashboard_member.html",
-                  upcoming=booking_service.upcoming_for(current_user))
+                      available_until=presence.available_until(trainer.id), **_sessions_context())
+    return render("pages/dashboard_member.html", "pages/dashboard_member.html", **_sessions_context())
+
+
+def _sessions_context() -> dict:
+    now = clock.now()
+    upcoming, past = session_status.sessions_for(current_user, now)
+    return {"upcoming": [(b, session_status.status_of(b, now)) for b in upcoming],
+            "past": [(b, session_status.status_of(b, now)) for b in past]}
 
 
 @bp.get("/sessions")
 @login_required
 def sessions():
-    """The upcoming-sessions fragment, re-fetched live on "sessions-changed"."""
-    return render("partials/upcoming_sessions.html", "partials/upcoming_sessions.html",
-                  upcoming=booking_service.upcoming_for(current_user))
+    """The sessions fragment, re-fetched live on "sessions-changed" (status changes included)."""
+    return render("partials/upcoming_sessions.html", "partials/upcoming_sessions.html", **_sessions_context())
 
 
 @bp.route("/profile", methods=["GET", "POST"])
