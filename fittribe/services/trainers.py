@@ -7,7 +7,9 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Specialty, TrainerProfile
+from ..models import Specialty, TrainerProfile, User
+from . import audit
+from .notify import notify
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,19 @@ def pending_trainers() -> list[TrainerProfile]:
     ))
 
 
-def approve(trainer: TrainerProfile) -> None:
+def approve(trainer: TrainerProfile, actor: User) -> None:
     trainer.is_approved = True
     trainer.rejection_reason = None
+    audit.record(actor, "approve", "trainer", trainer.id)
+    notify(trainer.user_id, "account", "Your profile is approved: members can now find and book you.",
+           f"/trainers/{trainer.slug}")
     db.session.commit()
 
 
-def reject(trainer: TrainerProfile, reason: str) -> None:
+def reject(trainer: TrainerProfile, reason: str, actor: User) -> None:
     trainer.is_approved = False
     trainer.rejection_reason = reason.strip()
+    audit.record(actor, "reject", "trainer", trainer.id, trainer.rejection_reason)
+    notify(trainer.user_id, "account", f"Your profile was not approved yet: {trainer.rejection_reason}",
+           "/dashboard/profile")
     db.session.commit()
