@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import DateTime, Enum, ForeignKey, Index, String, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 from .users import utcnow
@@ -31,6 +31,8 @@ class Payment(db.Model):
     refund_ref: Mapped[str | None] = mapped_column(String(120))
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+
+    booking = relationship("Booking")
 
     __table_args__ = (Index("ix_payments_booking_id", "booking_id"),
                       Index("ix_payments_status_created", "status", "created_at"))  # revenue by period

@@ -5,7 +5,7 @@ from ..models import Role
 from ..realtime import presence
 from ..models import AvailabilityOverride, WeeklyAvailability
 from .. import clock
-from ..services import availability_rules, session_status
+from ..services import availability_rules, earnings, session_status
 from ..services import trainers as trainer_service
 from ..services.booking import BookingError
 from ..services.search import all_specialties
@@ -33,6 +33,21 @@ def _sessions_context() -> dict:
     upcoming, past = session_status.sessions_for(current_user, now)
     return {"upcoming": [(b, session_status.status_of(b, now)) for b in upcoming],
             "past": [(b, session_status.status_of(b, now)) for b in past]}
+
+
+@bp.get("/payments")
+@login_required
+def payments():
+    page = max(request.args.get("page", 1, type=int), 1)
+    return render("pages/payment_history.html", "pages/payment_history.html",
+                  results=earnings.payment_history(current_user.id, page))
+
+
+@bp.get("/earnings")
+@role_required(Role.TRAINER)
+def trainer_earnings():
+    return render("pages/earnings.html", "pages/earnings.html",
+                  earnings=earnings.trainer_earnings(current_user.trainer_profile, clock.now()))
 
 
 @bp.get("/sessions")
