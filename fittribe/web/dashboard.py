@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 from flask import Blueprint, abort, flash, request, url_for
 from flask_login import current_user, login_required
 
@@ -55,6 +57,30 @@ def trainer_earnings():
 def sessions():
     """The sessions fragment, re-fetched live on "sessions-changed" (status changes included)."""
     return render("partials/upcoming_sessions.html", "partials/upcoming_sessions.html", **_sessions_context())
+
+
+@bp.post("/profile/preview")
+@role_required(Role.TRAINER)
+def profile_preview():
+    """The search card as it would look with the form's unsaved values (nothing is stored);
+    fields that don't validate yet keep their saved value."""
+    trainer = current_user.trainer_profile
+    form = TrainerProfileForm()
+    form.specialties.choices = options((s.slug, s.name) for s in all_specialties())
+    form.validate()
+    def valid(name: str, saved):
+        return saved if getattr(form, name).errors else getattr(form, name).data
+    price = valid("price", trainer.price)
+    chosen = set(valid("specialties", [s.slug for s in trainer.specialties]) or [])
+    preview = SimpleNamespace(
+        id=trainer.id, slug=trainer.slug, display_name=valid("display_name", trainer.display_name),
+        headline=valid("headline", trainer.headline) or "", currency=trainer.currency,
+        price_cents=int(price * 100) if price is not None else trainer.price_cents,
+        specialties=[s for s in all_specialties() if s.slug in chosen],
+        languages=valid("languages", trainer.languages) or [], rating_avg=trainer.rating_avg,
+        rating_count=trainer.rating_count, next_available_at=trainer.next_available_at,
+        horizon_days=trainer.horizon_days, time_zone=trainer.time_zone)
+    return render("partials/trainer_card.html", "partials/trainer_card.html", trainer=preview, online_ids=())
 
 
 @bp.route("/profile", methods=["GET", "POST"])

@@ -125,3 +125,19 @@ def test_htmx_forbidden_gets_error_fragment(visitor, demo):
     assert response.status_code == 403
     html = text_of(response)
     assert "<html" not in html and "You can't open this page" in html
+
+
+def test_profile_preview_shows_unsaved_values_and_stores_nothing(app, visitor, demo):
+    visitor.login(ACCOUNTS["trainer"])
+    data = {"display_name": "Maya <Preview>", "headline": "Fresh headline", "bio": "", "price": "abc",
+            "years_experience": "9", "specialties": ["yoga"], "languages": ["en"], "time_zone": "America/Los_Angeles"}
+    response = visitor.post_form("/dashboard/profile", data, post_url="/dashboard/profile/preview")
+    card = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Maya &lt;Preview&gt;" in card and "Fresh headline" in card
+    assert "$65" in card  # the invalid price keeps the saved one
+    with app.app_context():
+        trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
+        assert trainer.display_name == "Maya Chen" and trainer.headline != "Fresh headline"
+    visitor.logout()
+    visitor.login(ACCOUNTS["member"])
+    assert visitor.post_form("/dashboard/", data, post_url="/dashboard/profile/preview").status_code == 403
