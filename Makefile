@@ -53,6 +53,7 @@ worker: install
 bench: install-dev assets ## benchmarks (need PostgreSQL)
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/booking_race.py
+	$(BIN)/python bench/analytics.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor static/cache_manifest.json

@@ -35,7 +35,8 @@ def limits_storage_uri(redis_url: str | None) -> str:
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-secret-change-me")
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # hide_parameters: a failed query's values (calendar tokens, e-mails) stay out of error logs.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
     # Redis serves rate limits now and SSE/presence later. `make run` starts an embedded
     # redis-server and exports REDIS_URL; without one, limits fall back to process memory.
     REDIS_URL = os.environ.get("REDIS_URL")
@@ -91,6 +92,9 @@ class Config:
     # Cancellation policy: a member cancelling at least this long before the start gets a full
     # refund, later none; a trainer (or admin) cancelling always refunds in full.
     CANCEL_FULL_REFUND_HOURS = float(os.environ.get("CANCEL_FULL_REFUND_HOURS", 24))
+    # Reviews: a member may review a completed session for this many days after its end.
+    REVIEW_WINDOW_DAYS = int(os.environ.get("REVIEW_WINDOW_DAYS", 30))
+    RATELIMIT_REVIEWS = os.environ.get("RATELIMIT_REVIEWS", "10 per minute;60 per hour")  # reviews, replies, flags
     # Payments: Stripe when both keys are set (test-mode keys in development), otherwise the
     # simulated provider. STRIPE_API_BASE only changes for tests against a local fake server.
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
@@ -116,6 +120,15 @@ class Config:
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
     HOMEPAGE_HIGHLIGHTS = int(os.environ.get("HOMEPAGE_HIGHLIGHTS", 6))
     SERVER_TIMING = _bool("SERVER_TIMING", True)
+
+    # Operations (fittribe/ops): JSON logs, /healthz, /metrics, error-spike alerts to admins.
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+    HEALTHCHECK_TIMEOUT = float(os.environ.get("HEALTHCHECK_TIMEOUT", 2))
+    # /metrics answers requests made directly from localhost or a private network, and any request
+    # carrying "Authorization: Bearer <METRICS_TOKEN>" when this is set.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    # Admins are alerted once in a minute that reaches this many 5xx answers; 0 turns alerts off.
+    ERROR_SPIKE_THRESHOLD = int(os.environ.get("ERROR_SPIKE_THRESHOLD", 10))
 
 
 class DevelopmentConfig(Config):

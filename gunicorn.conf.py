@@ -19,6 +19,39 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's runtime control socket (~/.gunicorn/gunicorn.ctl) is shared by every server of the
 # user: several servers (tests, benchmarks, make run) would replace each other's. Not used here.
 control_socket_disable = True
+# Set by on_starting when PROMETHEUS_MULTIPROC_DIR is not given, and removed on exit.
+_metrics_tmpdir: str | None = None
+
+
+def on_starting(server):
+    """Prometheus multiprocess mode (fittribe/ops/metrics.py): each worker writes its samples to
+    files in PROMETHEUS_MULTIPROC_DIR and /metrics adds them up. Set here, in the master, before any
+    worker imports prometheus_client (it picks its mode on import); emptied, because files left by
+    an earlier run's processes would be counted too. Unset: a private temporary folder."""
+    global _metrics_tmpdir
+    import tempfile
+    from pathlib import Path
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        folder = _metrics_tmpdir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fittribe-metrics-")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """A dead worker's open-streams gauge must stop counting (its counters and histograms stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_tmpdir:
+        import shutil
+
+        shutil.rmtree(_metrics_tmpdir, ignore_errors=True)
 
 
 def post_worker_init(worker):

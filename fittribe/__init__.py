@@ -38,6 +38,9 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     _init_extensions(app)
+    from .ops import init_app as init_ops
+
+    init_ops(app)  # logs, metrics and alerts hook every request; /healthz, /metrics
     _register_blueprints(app)
     _register_hooks(app)
 
@@ -96,9 +99,11 @@ def _share_redis_pool_with_limiter(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from .realtime import outbox  # noqa: F401  (publishes events after each commit)
     from .realtime.stream import sse
-    from .web import admin, auth, bookings, calendar_feed, dashboard, notifications, payments, public, trainers
+    from .web import (admin, analytics, auth, bookings, calendar_feed, dashboard, notifications, payments, public,
+                      reviews, trainers)
 
-    for module in (public, trainers, bookings, payments, auth, dashboard, notifications, admin, calendar_feed):
+    for module in (public, trainers, bookings, payments, auth, dashboard, notifications, admin, analytics,
+                   calendar_feed, reviews):
         app.register_blueprint(module.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"],

@@ -13,10 +13,13 @@ def register_cli(app: Flask) -> None:
                   help="Also create this many approved bulk trainers (for benchmarks).")
     def seed(bulk_trainers: int) -> None:
         """Create demo data (idempotent)."""
-        from .seed import DEMO_ACCOUNTS, DEMO_PASSWORD, seed_bulk_trainers, seed_demo
+        from .seed import DEMO_ACCOUNTS, DEMO_PASSWORD, seed_bulk_trainers, seed_demo, seed_history
 
         created = seed_demo()
         click.echo(f"Demo data ready ({created['users']} users and {created['trainers']} trainers added).")
+        history = seed_history()
+        click.echo(f"History: {history['sessions']} past sessions, {history['reviews']} reviews and "
+                   f"{history['flags']} open reports added.")
         for role, (email, _name, _tz) in DEMO_ACCOUNTS.items():
             click.echo(f"  {role.value:8} {email} / {DEMO_PASSWORD}")
         if bulk_trainers:

@@ -229,3 +229,156 @@ def demo_password_hash() -> str:
     user = User()
     user.set_password(DEMO_PASSWORD)
     return user.password_hash
+
+
+# --- history: past sessions, payments and reviews ---------------------------------------------
+# Regular members who trained with the demo trainers (the demo member trains with them too).
+REGULARS = [
+    ("priya.patel@fittribe.example", "Priya Patel", "Europe/London"),
+    ("ben.adams@fittribe.example", "Ben Adams", "America/New_York"),
+    ("mei.tanaka@fittribe.example", "Mei Tanaka", "Asia/Tokyo"),
+    ("jonas.weber@fittribe.example", "Jonas Weber", "Europe/Berlin"),
+    ("rosa.silva@fittribe.example", "Rosa Silva", "America/Sao_Paulo"),
+    ("grace.okafor@fittribe.example", "Grace Okafor", "Africa/Lagos"),
+]
+
+# Per trainer: (stars, review, the trainer's reply or None, reports as (reporter, reason) pairs).
+# A reporter is "trainer" (the reviewed trainer) or "member" (another member of the pool).
+HISTORY_REVIEWS: dict[str, list[tuple[int, str, str | None, list[tuple[str, str]]]]] = {
+    "maya-chen": [
+        (5, "Maya rebuilt my deadlift from scratch over video. Clear cues, zero ego, and she noticed my hips "
+            "shifting before I did.", "Thank you! Keep filming those top sets and we'll keep refining.", []),
+        (5, "I only own two dumbbells and a mat, and she still made every minute count. The back pain I had after "
+            "long workdays is gone.", None, []),
+        (4, "Great mobility session, very structured. The connection dropped once, but she called back straight "
+            "away and added the missing minutes at the end.", None, []),
+        (3, "Good coaching, but the session felt rushed at the end; I'd have liked more time on the cool-down.",
+         "Thanks for the honest feedback! I now keep the last ten minutes free for the cool-down.", []),
+        (5, "Finally a coach who explains why. I left with a four-week plan I can actually follow between meetings.",
+         None, []),
+        (5, "Third session now: my squat depth improved and my knees no longer complain on the stairs.", None, []),
+    ],
+    "lucia-fernandez": [
+        (5, "The breathwork at the end is worth the price alone. I slept better that night than in weeks.",
+         "¡Qué bien! Five minutes every evening keeps that going.", []),
+        (5, "Lucía adapts every pose to my stiff hips without making me feel like a beginner. Gracias!", None, []),
+        (4, "Calm, precise and kind. I'd love slightly slower transitions, but the flow itself was lovely.", None, []),
+        (5, "Prenatal session at 30 weeks: I felt safe the whole time and learned three stretches I now do every "
+            "evening.", None, []),
+        (2, "Too fast for me: I spent half the class trying to follow along on a small laptop screen.",
+         "Sorry it felt rushed. Tell me at the start next time and I'll cue each transition more slowly.", []),
+        (5, "I took the class in Spanish to practise the language; she made both the yoga and the vocabulary easy.",
+         None, []),
+    ],
+    "kwame-mensah": [
+        (5, "Thirty minutes of shadow boxing and I was soaked. Kwame's energy is contagious.", None, []),
+        (4, "Hard, fun and well explained. Bring a towel and clear some space around you.", None, []),
+        (4, "Great workout!!! For cheap supplements and 50% off protein visit bestgainz dot example and use the "
+            "code KWAME at checkout!!!", None,
+         [("member", "Spam: this is an advert for a shop, not a review."),
+          ("trainer", "I have nothing to do with this shop; please remove the advert.")]),
+        (5, "Learned a proper guard and footwork in one session. My partner and I now train together every week.",
+         "Love that you train together now. Keep those elbows in!", []),
+        (5, "Best HIIT I've done online. He counts you through the last round like a corner man.", None, []),
+    ],
+    "anna-kowalski": [
+        (5, "After my ACL surgery I was scared to load the knee. Anna gave me clear milestones and I'm running "
+            "again.", "So happy for you. Next milestone: hopping drills!", []),
+        (5, "Physio-level knowledge with a coach's motivation. She checked my form from two camera angles.",
+         None, []),
+        (4, "Very thorough assessment. The homework was a bit much for one week, but it worked.", None, []),
+        (1, "Useless. She wouldn't give me a diet plan and only talked about my knee for the whole hour. Avoid.",
+         None, [("trainer", "The member booked a knee rehab session; I don't offer diet plans and said so when "
+                            "they booked.")]),
+    ],
+    "diego-santos": [
+        (5, "Diego's gait feedback from a phone video fixed my overstriding. I ran a 10K personal best three weeks "
+            "later.", None, []),
+        (5, "Plans that fit around shift work, and the weekly check-in keeps me honest.", None, []),
+        (4, "Very knowledgeable. The session started five minutes late, but he made up for it at the end.",
+         "Sorry about the late start, and thanks for your patience!", []),
+        (2, "The coach was fine but the video kept freezing, this site is garbage and so are the people who "
+            "built it.", None, [("member", "Insulting, and about the website rather than the coaching.")]),
+        (3, "Solid running advice, though I expected more strength work than we did.", None, []),
+    ],
+}
+HISTORY_UNREVIEWED_PER_TRAINER = 2  # completed sessions nobody reviewed (most members don't)
+
+
+def seed_history(seed: int = 2024) -> dict[str, int]:
+    """Past COMPLETED sessions with the demo trainers, each paid with a succeeded simulated payment,
+    most of them reviewed (HISTORY_REVIEWS: texts, some trainer replies, 2–3 open reports), and the
+    demo member's session with Maya from two days ago left unreviewed so the review form can be
+    tried. Recomputes the demo trainers' ratings from their reviews at the end.
+
+    Reusable for anything that needs history (analytics, earnings): run after seed_demo(). The same
+    `seed` gives the same data (times are relative to now); idempotent: does nothing once the
+    regular members exist. Returns what it added."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from .models import Booking, BookingStatus, Payment, PaymentStatus, Review, ReviewFlag
+    from .services.reviews import recompute_rating
+
+    added = {"sessions": 0, "reviews": 0, "flags": 0}
+    if db.session.scalar(select(User.id).where(User.email == REGULARS[0][0])) is not None:
+        return added
+    rng = random.Random(seed)
+    now = datetime.now(timezone.utc)
+    regulars = [User(email=email, name=name, role=Role.MEMBER, time_zone=tz, password_hash=demo_password_hash())
+                for email, name, tz in REGULARS]
+    db.session.add_all(regulars)
+    demo_member = db.session.scalar(select(User).where(User.email == DEMO_ACCOUNTS[Role.MEMBER][0]))
+    trainers = {t.slug: t for t in db.session.scalars(select(TrainerProfile).where(
+        TrainerProfile.slug.in_(HISTORY_REVIEWS)))}
+
+    def completed_session(trainer: TrainerProfile, member: User, days_ago: int) -> Booking:
+        local_start = datetime.combine((now - timedelta(days=days_ago)).date(), time(rng.choice([7, 9, 18])),
+                                       ZoneInfo(trainer.time_zone))
+        length = 60 if 60 in trainer.session_lengths else trainer.session_lengths[0]
+        starts_at = local_start.astimezone(timezone.utc)
+        booked_at = starts_at - timedelta(days=rng.randint(1, 10), hours=rng.randint(0, 12))
+        booking = Booking(trainer_id=trainer.id, member_id=member.id, starts_at=starts_at,
+                          ends_at=starts_at + timedelta(minutes=length), status=BookingStatus.COMPLETED,
+                          price_cents=trainer.price_cents, currency=trainer.currency, created_at=booked_at,
+                          meeting_url=f"https://meet.jit.si/FitTribe-demo-{rng.getrandbits(64):016x}")
+        db.session.add(booking)
+        db.session.flush()
+        db.session.add(Payment(booking_id=booking.id, provider="simulated", provider_ref=f"pi_demo_{booking.id}",
+                               amount_cents=booking.price_cents, currency=booking.currency,
+                               status=PaymentStatus.SUCCEEDED, created_at=booked_at))
+        added["sessions"] += 1
+        return booking
+
+    # Reviews are inserted oldest first, so their ids follow time (the profile lists by id).
+    planned = []
+    for slug, reviews in HISTORY_REVIEWS.items():
+        trainer = trainers[slug]
+        authors = rng.sample(regulars + [demo_member], len(reviews))
+        days = sorted(rng.sample(range(5, 90), len(reviews) + HISTORY_UNREVIEWED_PER_TRAINER), reverse=True)
+        for (stars, text, reply, reports), author, days_ago in zip(reviews, authors, days):
+            booking = completed_session(trainer, author, days_ago)
+            written = booking.ends_at + timedelta(hours=rng.randint(2, 96), minutes=rng.randint(0, 59))
+            planned.append((written, trainer, booking, author, stars, text, reply, reports))
+        for days_ago in days[len(reviews):]:
+            completed_session(trainer, rng.choice(regulars), days_ago)
+    completed_session(trainers["maya-chen"], demo_member, days_ago=2)  # the demo member can review this one
+
+    for written, trainer, booking, author, stars, text, reply, reports in sorted(planned, key=lambda p: p[0]):
+        review = Review(booking_id=booking.id, trainer_id=trainer.id, member_id=author.id, rating=stars, text=text,
+                        created_at=written, reply=reply,
+                        replied_at=written + timedelta(hours=rng.randint(1, 30), minutes=rng.randint(0, 59))
+                        if reply else None)
+        db.session.add(review)
+        db.session.flush()
+        added["reviews"] += 1
+        for reporter, reason in reports:
+            user = trainer.user if reporter == "trainer" else rng.choice([m for m in regulars if m.id != author.id])
+            db.session.add(ReviewFlag(review_id=review.id, user_id=user.id, reason=reason,
+                                      created_at=min(now, written + timedelta(hours=rng.randint(1, 48),
+                                                                              minutes=rng.randint(0, 59)))))
+            added["flags"] += 1
+    for trainer in trainers.values():
+        recompute_rating(trainer)
+    db.session.commit()
+    return added

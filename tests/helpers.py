@@ -110,3 +110,35 @@ def live_login(session, base_url: str, email: str, password: str = "fittribe-dem
     response = session.post(base_url + "/login", data={"csrf_token": token, "email": email, "password": password},
                             allow_redirects=False)
     assert response.status_code == 303, response.text[:300]
+
+
+def demo_hold(app, days_ahead: float = 0, slug: str = "maya-chen", email: str = "member@fittribe.example") -> int:
+    """A demo member holds the trainer's first free hour at least `days_ahead` days away, the
+    normal way (services/booking.hold); returns the booking id."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from fittribe.extensions import db
+    from fittribe.models import TrainerProfile, User
+    from fittribe.services import booking as booking_service
+
+    with app.app_context():
+        trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == slug))
+        member = db.session.scalar(select(User).where(User.email == email))
+        after = datetime.now(timezone.utc) + timedelta(days=days_ahead)
+        slot = next(s for s in booking_service.slots_for(trainer, 60) if s.starts_at >= after)
+        return booking_service.hold(member, trainer, slot.starts_at, 60).id
+
+
+def demo_paid_session(app, days_ahead: float = 0, **who) -> int:
+    """`demo_hold`, then paid with the simulated provider's test card: a confirmed session."""
+    from fittribe.extensions import db
+    from fittribe.models import Booking
+    from fittribe.services import payments
+
+    booking_id = demo_hold(app, days_ahead, **who)
+    with app.app_context():
+        outcome = payments.simulated_charge(db.session.get(Booking, booking_id), "4242424242424242")["outcome"]
+        assert outcome == "confirmed", outcome
+    return booking_id

@@ -15,6 +15,8 @@ from limits import parse_many
 
 from ..extensions import db, limiter, talisman
 from ..models import Role, TrainerProfile
+from ..ops.logs import log_when_stream_ends
+from ..ops.metrics import OPEN_STREAMS
 from . import outbox, presence
 from .channels import channels_for
 from .connection import redis_client
@@ -138,12 +140,16 @@ def stream():
     subscription.leases = tuple(leases)  # renewed by the hub's heartbeat ticker
 
     closed = False
+    OPEN_STREAMS.inc()  # close() below takes it back: the server always calls it, even for a page gone early
+    log_stream = log_when_stream_ends()  # one request-log line, when the stream ends, with its lifetime
 
     def close() -> None:
         nonlocal closed
         if closed:
             return
         closed = True
+        OPEN_STREAMS.dec()
+        log_stream()
         sse.unsubscribe(subscription)
         if cap:
             client.zrem(cap_key, stream_id)

@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import Role, TrainerProfile, User
+from . import analytics
 
 RESET_SALT = "password-reset"
 
@@ -61,6 +62,7 @@ def register(data: SignUp) -> User:
     if data.role is Role.TRAINER:
         db.session.add(TrainerProfile(user=user, display_name=user.name, slug=unique_trainer_slug(user.name),
                                       time_zone=data.time_zone))
+    analytics.announce_changed()  # a sign-up: the admins' new-user figures change
     db.session.commit()
     return user
 

@@ -18,6 +18,7 @@ from ..models import (AvailabilityOverride, Booking, BookingStatus, TrainerProfi
                       WeeklyAvailability)
 from ..realtime import outbox
 from ..realtime.channels import trainer_channel, user_channel
+from . import analytics
 from .availability import Busy, DateOverride, Policy, Slot, WeeklyHours, free_slots
 
 
@@ -170,6 +171,7 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
     db.session.add(booking)
     try:
         db.session.flush()  # the exclusion constraint speaks here, before the next free time is computed
+        analytics.announce_changed()
         announce_slots_changed(trainer.id)
         announce_sessions_changed(member.id)
         db.session.commit()
@@ -187,6 +189,7 @@ def release(booking: Booking) -> None:
     booking.status = BookingStatus.EXPIRED
     announce_slots_changed(booking.trainer_id)
     announce_sessions_changed(booking.member_id)
+    analytics.announce_changed()
     db.session.commit()
 
 
@@ -200,6 +203,8 @@ def expire_holds(now: datetime | None = None) -> list[int]:
     for trainer_id in sorted({row.trainer_id for row in ended}):
         announce_slots_changed(trainer_id)
     announce_sessions_changed(*(row.member_id for row in ended))
+    if ended:
+        analytics.announce_changed()
     db.session.commit()
     return [row.id for row in ended]
 
@@ -214,5 +219,7 @@ def complete_finished(now: datetime | None = None) -> int:
     trainer_users = db.session.scalars(select(TrainerProfile.user_id).where(
         TrainerProfile.id.in_({row.trainer_id for row in finished}))).all() if finished else []
     announce_sessions_changed(*(row.member_id for row in finished), *trainer_users)
+    if finished:
+        analytics.announce_changed()
     db.session.commit()
     return len(finished)

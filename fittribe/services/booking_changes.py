@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, Role, User
-from . import meetings, payments
+from . import analytics, meetings, payments
 from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed, aware,
                       is_free, slots_for)
@@ -78,6 +78,7 @@ def cancel(booking: Booking, user: User, reason: str, now: datetime | None = Non
         payments.refund(payments.provider_for(terms.refund), terms.refund)  # PaymentError: nothing changes
     booking.status, booking.cancelled_by_id = BookingStatus.CANCELLED, user.id
     booking.cancel_reason, booking.cancelled_at = reason, now
+    analytics.announce_changed()
     announce_slots_changed(booking.trainer_id)
     announce_sessions_changed(booking.member_id, booking.trainer.user_id)
     refund_note = " Your payment is refunded in full." if terms.refund else ""

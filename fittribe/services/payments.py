@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, ProcessedWebhook
-from . import meetings
+from . import analytics, meetings
 from .availability import Slot
 from .booking import announce_sessions_changed, announce_slots_changed, aware, is_free
 from .notify import notify, notify_admins
@@ -225,6 +225,7 @@ def _checkout_expired(booking: Booking, event: PaymentEvent) -> str:
     if booking.status is not BookingStatus.HELD or (booking.checkout_ref and booking.checkout_ref != event.checkout_ref):
         return "ignored"
     booking.status = BookingStatus.EXPIRED
+    analytics.announce_changed()
     announce_slots_changed(booking.trainer_id)
     announce_sessions_changed(booking.member_id)
     return "expired"
@@ -238,6 +239,7 @@ def _payment_updated(booking: Booking, event: PaymentEvent) -> str:
         payment.receipt_url = event.receipt_url
     if event.kind == "refunded" and payment.status is PaymentStatus.SUCCEEDED:  # refunded from the provider's side
         payment.status, payment.refunded_at = PaymentStatus.REFUNDED, datetime.now(timezone.utc)
+        analytics.announce_changed()
         notify(booking.member_id, "refund", "Your payment was refunded in full.", f"/bookings/{booking.id}")
         notify_admins("alert", f"Payment for booking #{booking.id} was refunded.", f"/bookings/{booking.id}")
         return "refunded"
@@ -259,6 +261,7 @@ def refund(provider: Provider, payment: Payment) -> None:
     """Refund in full through the provider (which raises PaymentError if it can't)."""
     payment.refund_ref = provider.refund(payment)
     payment.status, payment.refunded_at = PaymentStatus.REFUNDED, datetime.now(timezone.utc)
+    analytics.announce_changed()
 
 
 def _record(provider: Provider, booking: Booking, event: PaymentEvent, status: PaymentStatus) -> Payment:
@@ -266,6 +269,7 @@ def _record(provider: Provider, booking: Booking, event: PaymentEvent, status: P
                       amount_cents=event.amount_cents if event.amount_cents is not None else booking.price_cents,
                       currency=event.currency or booking.currency, status=status, receipt_url=event.receipt_url)
     db.session.add(payment)
+    analytics.announce_changed()  # open admin analytics pages re-fetch their figures
     return payment
 
 

@@ -100,3 +100,6 @@ def reactivate_user(user_id: int):
         abort(409, str(problem))
     flash(f"{user.name} can log in again.", "success")
     return see_other(url_for("admin.users"))
+
+
+from . import admin_reviews  # noqa: E402,F401  (review moderation routes on this blueprint)

@@ -12,6 +12,7 @@ from ..services import payments
 from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
 from .htmx import render, see_other
+from .reviews import booking_review_context
 
 bp = Blueprint("bookings", __name__)
 
@@ -62,7 +63,7 @@ def show(booking_id: int):
                   google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
                   held=found.status is BookingStatus.HELD and booking_service.aware(found.hold_expires_at) > now,
                   changeable=booking_changes.cancel_terms(found, current_user, now).allowed,
-                  payments_made=payments.payments_of(found))
+                  payments_made=payments.payments_of(found), **booking_review_context(found))
 
 
 @bp.post("/bookings/<int:booking_id>/release")

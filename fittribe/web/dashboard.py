@@ -9,6 +9,7 @@ from ..models import AvailabilityOverride, WeeklyAvailability
 from .. import clock
 from ..services import availability_rules, earnings, session_status
 from ..services import trainers as trainer_service
+from ..services import reviews as review_service
 from ..services.booking import BookingError
 from ..services.search import all_specialties
 from .access import role_required
@@ -26,7 +27,8 @@ def home():
     if current_user.has_role(Role.TRAINER):
         trainer = current_user.trainer_profile
         return render("pages/dashboard_trainer.html", "pages/dashboard_trainer.html", trainer=trainer,
-                      available_until=presence.available_until(trainer.id), **_sessions_context())
+                      available_until=presence.available_until(trainer.id), **_sessions_context(),
+                      trainer_reviews=review_service.trainer_reviews(trainer.id))
     return render("pages/dashboard_member.html", "pages/dashboard_member.html", **_sessions_context())
 
 

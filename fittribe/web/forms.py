@@ -6,9 +6,10 @@ from zoneinfo import available_timezones
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, DecimalField, EmailField, IntegerField, PasswordField, RadioField,
                      SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField, TimeField)
-from wtforms.validators import (DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional,
+from wtforms.validators import (AnyOf, DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional,
                                 ValidationError)
 
+from ..services import reviews as review_rules
 from ..services.search import LANGUAGES, SORTS
 
 COMMON_TIME_ZONES = [
@@ -148,3 +149,40 @@ class OverrideForm(FlaskForm):
 class RejectTrainerForm(FlaskForm):
     reason = TextAreaField("Reason (sent to the trainer)", validators=[
         DataRequired("Tell the trainer why."), Length(max=500)])
+
+
+def _stripped(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+class ReviewForm(FlaskForm):
+    # Strings, checked with AnyOf: a tampered value gets this message, not WTForms' coercion error.
+    rating = RadioField("Your rating", choices=options([("5", "5 stars: excellent"), ("4", "4 stars: good"), ("3", "3 stars: OK"),
+                                                     ("2", "2 stars: disappointing"), ("1", "1 star: poor")]),
+                        validate_choice=False, validators=[
+                            InputRequired("Choose 1 to 5 stars."),
+                            AnyOf(["1", "2", "3", "4", "5"], "Choose 1 to 5 stars.")])
+    text = TextAreaField("Your review", filters=[_stripped], validators=[
+        DataRequired("Tell other members how the session went."),
+        Length(review_rules.TEXT_MIN, review_rules.TEXT_MAX,
+               f"Use {review_rules.TEXT_MIN} to {review_rules.TEXT_MAX} characters.")])
+
+
+class ReplyForm(FlaskForm):
+    reply = TextAreaField("Your reply (shown under the review)", filters=[_stripped], validators=[
+        DataRequired("Write your reply."),
+        Length(review_rules.REPLY_MIN, review_rules.REPLY_MAX, f"Use at most {review_rules.REPLY_MAX} characters.")])
+
+
+class FlagReviewForm(FlaskForm):
+    reason = TextAreaField("What is wrong with this review?", filters=[_stripped], validators=[
+        DataRequired("Tell the moderators what is wrong."),
+        Length(review_rules.REASON_MIN, review_rules.REASON_MAX,
+               f"Use {review_rules.REASON_MIN} to {review_rules.REASON_MAX} characters.")])
+
+
+class HideReviewForm(FlaskForm):
+    reason = TextAreaField("Reason for hiding (kept in the moderation log)", filters=[_stripped], validators=[
+        DataRequired("Give a reason for the log."),
+        Length(review_rules.REASON_MIN, review_rules.REASON_MAX,
+               f"Use {review_rules.REASON_MIN} to {review_rules.REASON_MAX} characters.")])

@@ -3,6 +3,7 @@ from flask_login import current_user, login_required
 
 from ..extensions import csrf, db, limiter
 from ..models import Booking, BookingStatus
+from ..ops.metrics import WEBHOOKS
 from ..services import payments
 from .htmx import render, see_other
 
@@ -69,10 +70,16 @@ def _webhook(provider: payments.Provider, signature_header: str):
     try:
         result = payments.handle_event(provider, request.get_data(), request.headers.get(signature_header))
     except payments.SignatureError:
+        WEBHOOKS.labels(provider.name, "invalid_signature").inc()
         abort(400, "Invalid signature.")
     except payments.PaymentError:
+        WEBHOOKS.labels(provider.name, "error").inc()
         db.session.rollback()
         abort(503, "Try again later.")  # the provider retries the delivery
+    except Exception:
+        WEBHOOKS.labels(provider.name, "crashed").inc()
+        raise
+    WEBHOOKS.labels(provider.name, result["outcome"].replace(" ", "_")).inc()
     return jsonify({"outcome": result["outcome"]})
 
 

@@ -8,6 +8,7 @@ from ..models import Role, TrainerProfile
 from ..extensions import db
 from ..realtime.presence import online_among
 from ..services.booking import slots_for
+from ..services.reviews import visible_reviews
 from ..services.search import SearchFilters, all_specialties, find_listed_trainer, search_trainers
 from .forms import SearchForm
 from .htmx import render
@@ -47,7 +48,8 @@ def profile(slug: str):
     if trainer is None:
         trainer = _unlisted_profile_for_owner_or_admin(slug)
     return render("pages/trainer_profile.html", "partials/trainer_profile.html", trainer=trainer,
-                  online_ids=online_among([trainer.id]), live_trainer_id=trainer.id, calendar=_calendar(trainer))
+                  online_ids=online_among([trainer.id]), live_trainer_id=trainer.id, calendar=_calendar(trainer),
+                  reviews=visible_reviews(trainer.id, request.args.get("reviews_page", 1, type=int)))
 
 
 @bp.get("/trainers/<slug>/calendar")

@@ -231,7 +231,8 @@ def test_worker_expires_run_out_holds_and_announces_the_free_time(app, demo):
         assert len(booking.expire_holds(now=NOW + timedelta(minutes=10))) == 1
         assert db.session.get(Booking, held_id).status is BookingStatus.EXPIRED
         announced = db.session.execute(select(Event.channel, Event.type).where(Event.id > last_before)).all()
-        assert sorted(announced) == [(f"trainer:{trainer.id}", "slots-changed"),
+        assert sorted(announced) == [("admin", "metrics-changed"),  # open analytics pages refresh
+                                     (f"trainer:{trainer.id}", "slots-changed"),
                                      (f"user:{held.member_id}", "sessions-changed")]
     assert "expire_holds" in [job.name for job in JOBS]
 
@@ -259,5 +260,5 @@ def test_finished_sessions_become_completed_and_dashboards_refresh(app, demo):
         assert booking.complete_finished(now=end) == 1
         assert db.session.get(Booking, seeded.id).status is BookingStatus.COMPLETED
         announced = db.session.scalars(select(Event.channel).where(Event.id > last_before)).all()
-        assert sorted(announced) == sorted([f"user:{seeded.member_id}", f"user:{seeded.trainer.user_id}"])
+        assert sorted(announced) == sorted(["admin", f"user:{seeded.member_id}", f"user:{seeded.trainer.user_id}"])
     assert "complete_finished_sessions" in [job.name for job in JOBS]

@@ -6,26 +6,15 @@ import pytest
 from sqlalchemy import select
 
 from fittribe.extensions import db
-from fittribe.models import Booking, BookingStatus, Notification, Payment, PaymentStatus, TrainerProfile, User
+from fittribe.models import Booking, BookingStatus, Notification, Payment, PaymentStatus, User
 from fittribe.services import booking as booking_service
-from fittribe.services import booking_changes, payments
-from tests.helpers import text_of
-
-
-def _confirmed(app, days_ahead: int) -> int:
-    with app.app_context():
-        trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
-        member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
-        after = datetime.now(timezone.utc) + timedelta(days=days_ahead)
-        slot = next(s for s in booking_service.slots_for(trainer, 60) if s.starts_at > after)
-        booking = booking_service.hold(member, trainer, slot.starts_at, 60)
-        assert payments.simulated_charge(booking, "4242424242424242")["outcome"] == "confirmed"
-        return booking.id
+from fittribe.services import booking_changes
+from tests.helpers import demo_paid_session, text_of
 
 
 @pytest.fixture
 def far(app, demo):
-    return _confirmed(app, days_ahead=3)
+    return demo_paid_session(app, days_ahead=3)
 
 
 def _state(app, booking_id: int):
@@ -128,7 +117,7 @@ def test_member_moves_the_session_to_another_free_time(app, visitor, far):
 
 
 def test_moving_to_a_taken_or_invented_time_is_refused(app, visitor, far):
-    other = _confirmed(app, days_ahead=4)
+    other = demo_paid_session(app, days_ahead=4)
     taken = booking_service.aware(_state(app, other)[2])
     visitor.login("member@fittribe.example")
     for start in (taken.isoformat(), "2020-01-01T10:00:00+00:00", "not a time"):

@@ -1,29 +1,18 @@
 """A member's payment history and a trainer's earnings: own figures only, refunds shown, the
 platform fee taken off, and each person sees only their own money."""
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from fittribe.extensions import db
 from fittribe.models import Booking, BookingStatus, Payment, TrainerProfile, User
 from fittribe.services import booking as booking_service
-from fittribe.services import booking_changes, earnings, payments
-from tests.helpers import text_of
-
-
-def _paid_session(app, days_ahead: int) -> int:
-    with app.app_context():
-        trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
-        member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
-        after = datetime.now(timezone.utc) + timedelta(days=days_ahead)
-        slot = next(s for s in booking_service.slots_for(trainer, 60) if s.starts_at > after)
-        booking = booking_service.hold(member, trainer, slot.starts_at, 60)
-        payments.simulated_charge(booking, "4242424242424242")
-        return booking.id
+from fittribe.services import booking_changes, earnings
+from tests.helpers import demo_paid_session, text_of
 
 
 def test_member_sees_their_payments_with_refunds(app, visitor, demo):
-    refunded = _paid_session(app, days_ahead=3)
+    refunded = demo_paid_session(app, days_ahead=3)
     with app.app_context():
         booking = db.session.get(Booking, refunded)
         booking_changes.cancel(booking, db.session.get(User, booking.member_id), "Travelling")
@@ -36,7 +25,7 @@ def test_member_sees_their_payments_with_refunds(app, visitor, demo):
 
 
 def test_trainer_earnings_split_pending_earned_and_fee(app, visitor, demo):
-    _paid_session(app, days_ahead=3)
+    demo_paid_session(app, days_ahead=3)
     with app.app_context():
         trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
         seeded = db.session.scalar(select(Booking).where(Booking.trainer_id == trainer.id,

@@ -1,25 +1,20 @@
 """Simulated payments: fulfilment only from signed events, once per event, through the same code a
 provider webhook uses."""
 import json
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from fittribe.extensions import db
-from fittribe.models import Booking, BookingStatus, Notification, Payment, PaymentStatus, TrainerProfile, User
+from fittribe.models import Booking, BookingStatus, Notification, Payment, PaymentStatus, User
 from fittribe.services import booking as booking_service
 from fittribe.services import payments
-from tests.helpers import text_of
+from tests.helpers import demo_hold, text_of
 
 
 @pytest.fixture
 def held(app, demo):
-    with app.app_context():
-        trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
-        member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
-        slot = booking_service.slots_for(trainer, 60, days=7)[0]
-        return booking_service.hold(member, trainer, slot.starts_at, 60).id
+    return demo_hold(app)
 
 
 def event_for(booking_id: int, event_id: str = "evt_test_1", kind: str = "checkout.session.completed",

@@ -314,14 +314,16 @@ def test_stream_connects_are_rate_limited(app, client, monkeypatch):
             response.close()
 
 
-def test_publishing_after_commit_never_waits_for_the_sessions_own_pool(database_url, redis_url, demo):
+def test_publishing_after_commit_never_waits_for_the_sessions_own_pool(app, database_url, redis_url, demo):
     """Marking events published needs a connection; it runs once the session has given its own
     back, so even a pool of one never waits (a regression: it used to time out here)."""
     import threading
 
     from fittribe import create_app
 
+    # Same Redis and channel prefix as the suite's app: creating an app points the process's SSE hub at them.
     tiny = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, REDIS_URL=redis_url,
+                      SSE_CHANNEL_PREFIX=app.config["SSE_CHANNEL_PREFIX"],
                       SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_timeout": 2})
     errors: list[Exception] = []
 

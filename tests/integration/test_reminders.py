@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from fittribe.extensions import db
-from fittribe.models import Booking, Notification, TrainerProfile, User
+from fittribe.models import Booking, Notification, User
 from fittribe.services import booking as booking_service
-from fittribe.services import booking_changes, payments, reminders
+from fittribe.services import booking_changes, reminders
 from fittribe.services.notify import notify
+from tests.helpers import demo_paid_session
 
 
 @pytest.fixture
@@ -27,16 +28,11 @@ def mails(folder: Path) -> list:
 
 @pytest.fixture
 def confirmed(app, demo):
+    booking_id = demo_paid_session(app, days_ahead=2)
     with app.app_context():
-        trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
-        member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
-        slot = next(s for s in booking_service.slots_for(trainer, 60)
-                    if s.starts_at > datetime.now(timezone.utc) + timedelta(days=2))
-        booking = booking_service.hold(member, trainer, slot.starts_at, 60)
-        payments.simulated_charge(booking, "4242424242424242")
         db.session.execute(Notification.__table__.update().values(emailed_at=datetime.now(timezone.utc)))
         db.session.commit()
-        return booking.id
+    return booking_id
 
 
 def test_each_notification_is_mailed_once_with_its_link(app, demo, outbox):

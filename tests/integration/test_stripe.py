@@ -6,10 +6,11 @@ import pytest
 from sqlalchemy import func, select
 
 from fittribe.extensions import db
-from fittribe.models import Booking, BookingStatus, Notification, Payment, PaymentStatus, TrainerProfile, User
+from fittribe.models import Booking, BookingStatus, Notification, Payment, PaymentStatus, User
 from fittribe.services import booking as booking_service
 from fittribe.services import payments
 from fittribe.worker import JOBS
+from tests.helpers import demo_hold
 from tests.fake_stripe import FakeStripe, stripe_event, stripe_signature
 
 WEBHOOK_SECRET = "whsec_fittribe_test"
@@ -27,11 +28,7 @@ def fake_stripe(app, monkeypatch):
 
 @pytest.fixture
 def held(app, demo):
-    with app.app_context():
-        trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
-        member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
-        slot = booking_service.slots_for(trainer, 60, days=7)[0]
-        return booking_service.hold(member, trainer, slot.starts_at, 60).id
+    return demo_hold(app)
 
 
 def checkout_session(booking_id: int, payment_status: str = "paid", amount: int = 6500, session_id: str = "cs_test_1",
