@@ -179,7 +179,7 @@ def live_server(app, database_url, redis_url, tmp_path_factory):
         "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
-        "ACCESS_LOG": "",
+        "ACCESS_LOG": os.environ.get("TEST_ACCESS_LOG", ""),
     }
     log = open(tmp_path_factory.mktemp("logs") / "gunicorn.log", "w+")
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
@@ -197,6 +197,11 @@ def live_server(app, database_url, redis_url, tmp_path_factory):
                 log.seek(0)
                 raise RuntimeError("gunicorn did not start:\n" + log.read())
             time.sleep(0.2)
+    # Warm the worker up (templates compiled, the hub's Redis subscription made) so a loaded CI
+    # box does not spend a browser test's first seconds on it.
+    with requests.get(url + "/stream", stream=True, timeout=30) as stream:
+        next(stream.iter_content(1))
+    requests.get(url + "/", timeout=30)
     yield url
     process.terminate()
     process.wait(timeout=10)
