@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import exists, func, or_, select, update
@@ -20,6 +21,7 @@ from ..realtime import outbox
 from ..realtime.channels import trainer_channel, user_channel
 from . import analytics
 from .availability import Busy, DateOverride, Policy, Slot, WeeklyHours, free_slots
+from .notify import notify
 
 
 class BookingError(ValueError):
@@ -203,10 +205,22 @@ def expire_holds(now: datetime | None = None) -> list[int]:
     for trainer_id in sorted({row.trainer_id for row in ended}):
         announce_slots_changed(trainer_id)
     announce_sessions_changed(*(row.member_id for row in ended))
+    for booking in db.session.scalars(select(Booking).where(Booking.id.in_([row.id for row in ended]))):
+        _tell_hold_ended(booking)
     if ended:
         analytics.announce_changed()
     db.session.commit()
     return [row.id for row in ended]
+
+
+def _tell_hold_ended(booking: Booking) -> None:
+    """Both people hear that an unpaid hold ran out (the member can hold the time again if free)."""
+    start = aware(booking.starts_at)
+    for person in (booking.member, booking.trainer.user):
+        local = start.astimezone(ZoneInfo(person.time_zone)).strftime("%a %-d %b %H:%M")
+        who = f"with {booking.trainer.display_name}" if person.id == booking.member_id else f"by {booking.member.name}"
+        notify(person.id, "hold-expired", f"The unpaid hold on {local} ({person.time_zone.replace('_', ' ')}) "
+                                          f"{who} ran out; the time is free again.", f"/trainers/{booking.trainer.slug}")
 
 
 def complete_finished(now: datetime | None = None) -> int:

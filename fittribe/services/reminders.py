@@ -18,7 +18,8 @@ from .notify import notify
 SUBJECTS = {"confirmed": "Your FitTribe session is booked", "cancelled": "A FitTribe session was cancelled",
             "rescheduled": "A FitTribe session moved", "refund": "Your FitTribe refund",
             "reminder": "Your FitTribe session is coming up", "meeting": "Your FitTribe video link is ready",
-            "alert": "FitTribe admin alert"}
+            "alert": "FitTribe admin alert",
+            "hold-expired": "A held FitTribe time ran out"}
 
 
 def mail_notifications(batch_size: int = 50) -> int:

@@ -7,7 +7,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fittribe.extensions import db
-from fittribe.models import Booking, BookingStatus, Event, TrainerProfile, User
+from fittribe.models import Booking, BookingStatus, Event, Notification, TrainerProfile, User
 from fittribe.services import booking
 from fittribe.services.booking import BookingError, SlotTaken
 
@@ -230,10 +230,13 @@ def test_worker_expires_run_out_holds_and_announces_the_free_time(app, demo):
         last_before = db.session.scalar(select(func.max(Event.id)))
         assert len(booking.expire_holds(now=NOW + timedelta(minutes=10))) == 1
         assert db.session.get(Booking, held_id).status is BookingStatus.EXPIRED
-        announced = db.session.execute(select(Event.channel, Event.type).where(Event.id > last_before)).all()
+        announced = db.session.execute(select(Event.channel, Event.type).where(
+            Event.id > last_before, Event.type.is_not(None))).all()
         assert sorted(announced) == [("admin", "metrics-changed"),  # open analytics pages refresh
                                      (f"trainer:{trainer.id}", "slots-changed"),
                                      (f"user:{held.member_id}", "sessions-changed")]
+        told = db.session.scalars(select(Notification.user_id).where(Notification.kind == "hold-expired")).all()
+        assert sorted(told) == sorted([held.member_id, trainer.user_id])  # both people hear it ran out
     assert "expire_holds" in [job.name for job in JOBS]
 
 

@@ -286,3 +286,16 @@ def test_jitsi_rooms_when_zoom_is_not_configured(app, demo, no_zoom):
         assert all(room.startswith(prefix) and len(room) - len(prefix) >= 24 for room in rooms)
         assert rooms[0] != rooms[1]
         meetings.detach(booking)  # nothing to delete, nothing raised
+
+
+def test_a_paid_session_gets_a_zoom_meeting_and_cancelling_deletes_it(app, demo, zoom):
+    """The whole path: the payment confirms → Zoom meeting; the trainer cancels → Zoom DELETE."""
+    from fittribe.services import booking_changes
+    from tests.helpers import demo_paid_session
+
+    booking_id = demo_paid_session(app, days_ahead=3)
+    with app.app_context():
+        booking = db.session.get(Booking, booking_id)
+        assert booking.meeting_url.startswith("https://zoom.example/j/") and booking.meeting_ref in zoom.meetings
+        booking_changes.cancel(booking, booking.trainer.user, "Injured")
+        assert len(zoom.of("DELETE", f"/v2/meetings/{booking.meeting_ref}")) == 1 and zoom.meetings == {}
