@@ -35,7 +35,6 @@ import json
 import os
 import random
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -50,8 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # fittribe and config, when run as `python bench/booking_race.py`
 
 # The database, percentile and table helpers of the search benchmark (this directory).
-from search import (BenchError, log, machine_info, percentile, print_table, psycopg_url,  # noqa: E402
-                    throwaway_database)
+from search import (BenchError, cleanup_on_sigterm, log, machine_info, percentile, print_table,  # noqa: E402
+                    psycopg_url, rounded, throwaway_database)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -338,23 +337,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _rounded(value):
-    if isinstance(value, float):
-        return round(value, 2)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
-
-
-def _terminate(signum, _frame):
-    raise SystemExit(128 + signum)  # run the cleanup in the finally blocks
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    cleanup_on_sigterm()
     result: dict = {"benchmark": "fittribe-booking-race", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "attempts": args.attempts, "rounds": args.rounds, "connections": args.connections}
     try:
@@ -416,7 +401,7 @@ def main(argv=None) -> int:
                               f"30 minutes, so neighbours overlap)", rounds["spread"])
     result["pass"] = result["same_slot"]["correct"] and result["spread"]["correct"]
     print()
-    print(json.dumps(_rounded(result), separators=(",", ":"), default=str))
+    print(json.dumps(rounded(result), separators=(",", ":"), default=str))
     return 0 if result["pass"] else 1
 
 

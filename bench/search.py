@@ -529,13 +529,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _rounded(value):
+def rounded(value):
+    """Floats to 2 decimals, inside dicts and lists too (for the JSON result line)."""
     if isinstance(value, float):
         return round(value, 2)
     if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
+        return {k: rounded(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_rounded(v) for v in value]
+        return [rounded(v) for v in value]
     return value
 
 
@@ -543,9 +544,14 @@ def _terminate(signum, _frame):
     raise SystemExit(128 + signum)  # run the cleanup in the finally blocks
 
 
+def cleanup_on_sigterm() -> None:
+    """SIGTERM exits through the finally blocks, so the throwaway database is dropped."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    cleanup_on_sigterm()
     if not list(ROOT.joinpath("static").rglob("*-" + "[0-9a-f]" * 32 + ".*")):
         log("warning: no digested static files; run `make assets` first")
 
@@ -628,7 +634,7 @@ def main(argv=None) -> int:
     print_table(["target", "measured", "limit", "result"],
                 [[t["name"], f"{t['value']} {t['unit']}", f"≤ {t['limit']:g} {t['unit']}",
                   "PASS" if t["pass"] else "FAIL"] for t in targets], align="lrrl")
-    result = _rounded(result)
+    result = rounded(result)
     line = json.dumps(result, separators=(",", ":"), default=str)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
