@@ -29,16 +29,9 @@ def trainers():
                   pending=trainer_service.pending_trainers(), reject_form=RejectTrainerForm(), rejecting_id=None)
 
 
-def _trainer_or_404(trainer_id: int) -> TrainerProfile:
-    trainer = db.session.get(TrainerProfile, trainer_id)
-    if trainer is None:
-        abort(404)
-    return trainer
-
-
 @bp.post("/trainers/<int:trainer_id>/approve")
 def approve(trainer_id: int):
-    trainer = _trainer_or_404(trainer_id)
+    trainer = db.get_or_404(TrainerProfile, trainer_id)
     trainer_service.approve(trainer, current_user)
     flash(f"{trainer.display_name} is approved and now listed.", "success")
     return see_other(url_for("admin.trainers"))
@@ -46,7 +39,7 @@ def approve(trainer_id: int):
 
 @bp.post("/trainers/<int:trainer_id>/reject")
 def reject(trainer_id: int):
-    trainer = _trainer_or_404(trainer_id)
+    trainer = db.get_or_404(TrainerProfile, trainer_id)
     form = RejectTrainerForm()
     if not form.validate_on_submit():
         return render("pages/admin_trainers.html", "partials/approval_queue.html", status=422,
@@ -67,17 +60,10 @@ def users():
                   recent=audit.recent("user", limit=10))
 
 
-def _user_or_404(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        abort(404)
-    return user
-
-
 @bp.route("/users/<int:user_id>/suspend", methods=["GET", "POST"])
 def suspend_user(user_id: int):
     """A confirmation page with the reason, then the suspension (works without JS)."""
-    user = _user_or_404(user_id)
+    user = db.get_or_404(User, user_id)
     error = None
     if request.method == "POST":
         try:
@@ -93,7 +79,7 @@ def suspend_user(user_id: int):
 
 @bp.post("/users/<int:user_id>/reactivate")
 def reactivate_user(user_id: int):
-    user = _user_or_404(user_id)
+    user = db.get_or_404(User, user_id)
     try:
         user_admin.reactivate(user, current_user)
     except user_admin.AdminActionError as problem:

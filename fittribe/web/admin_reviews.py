@@ -16,13 +16,6 @@ from .htmx import render, see_other
 from .reviews import abort_for
 
 
-def _review_or_404(review_id: int) -> Review:
-    review = db.session.get(Review, review_id)
-    if review is None:
-        abort(404)
-    return review
-
-
 @bp.get("/reviews")
 def reviews():
     """Open reports grouped by review, recently hidden reviews, and the moderation log.
@@ -35,7 +28,7 @@ def reviews():
 @bp.route("/reviews/<int:review_id>/hide", methods=["GET", "POST"])
 def hide_review(review_id: int):
     """GET: what hiding means, and a reason to confirm with. POST: hide it."""
-    review = _review_or_404(review_id)
+    review = db.get_or_404(Review, review_id)
     if review.hidden_at is not None:
         abort(409, "This review is already hidden.")
     form = HideReviewForm()
@@ -52,7 +45,7 @@ def hide_review(review_id: int):
 
 @bp.post("/reviews/<int:review_id>/restore")
 def restore_review(review_id: int):
-    review = _review_or_404(review_id)
+    review = db.get_or_404(Review, review_id)
     try:
         review_service.restore(review, current_user, request.form.get("note", ""))
     except ReviewError as error:
@@ -63,7 +56,7 @@ def restore_review(review_id: int):
 
 @bp.post("/reviews/<int:review_id>/dismiss")
 def dismiss_flags(review_id: int):
-    review = _review_or_404(review_id)
+    review = db.get_or_404(Review, review_id)
     try:
         closed = review_service.dismiss_flags(review, current_user, request.form.get("note", ""))
     except ReviewError as error:

@@ -174,15 +174,16 @@ class ReplyForm(FlaskForm):
         Length(review_rules.REPLY_MIN, review_rules.REPLY_MAX, f"Use at most {review_rules.REPLY_MAX} characters.")])
 
 
-class FlagReviewForm(FlaskForm):
-    reason = TextAreaField("What is wrong with this review?", filters=[_stripped], validators=[
-        DataRequired("Tell the moderators what is wrong."),
+def _moderation_reason(label: str, when_missing: str) -> TextAreaField:
+    return TextAreaField(label, filters=[_stripped], validators=[
+        DataRequired(when_missing),
         Length(review_rules.REASON_MIN, review_rules.REASON_MAX,
                f"Use {review_rules.REASON_MIN} to {review_rules.REASON_MAX} characters.")])
+
+
+class FlagReviewForm(FlaskForm):
+    reason = _moderation_reason("What is wrong with this review?", "Tell the moderators what is wrong.")
 
 
 class HideReviewForm(FlaskForm):
-    reason = TextAreaField("Reason for hiding (kept in the moderation log)", filters=[_stripped], validators=[
-        DataRequired("Give a reason for the log."),
-        Length(review_rules.REASON_MIN, review_rules.REASON_MAX,
-               f"Use {review_rules.REASON_MIN} to {review_rules.REASON_MAX} characters.")])
+    reason = _moderation_reason("Reason for hiding (kept in the moderation log)", "Give a reason for the log.")
