@@ -54,6 +54,7 @@ class Booking(db.Model):
 
     trainer = relationship("TrainerProfile")
     member = relationship("User", foreign_keys=[member_id])
+    review = relationship("Review", uselist=False, viewonly=True)
 
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),

@@ -1,6 +1,7 @@
+from datetime import timedelta
 from types import SimpleNamespace
 
-from flask import Blueprint, abort, flash, request, url_for
+from flask import Blueprint, abort, current_app, flash, request, url_for
 from flask_login import current_user, login_required
 
 from ..models import Role
@@ -36,7 +37,8 @@ def _sessions_context() -> dict:
     now = clock.now()
     upcoming, past = session_status.sessions_for(current_user, now)
     return {"upcoming": [(b, session_status.status_of(b, now)) for b in upcoming],
-            "past": [(b, session_status.status_of(b, now)) for b in past]}
+            "past": [(b, session_status.status_of(b, now)) for b in past],
+            "reviews_since": now - timedelta(days=current_app.config["REVIEW_WINDOW_DAYS"])}
 
 
 @bp.get("/payments")

@@ -84,3 +84,14 @@ def test_finished_sessions_move_to_recent_sessions(app, visitor, seeded):
     visitor.login("trainer@fittribe.example")
     page = visitor.get("/dashboard/")
     assert "Recent sessions" in text_of(page) and "Completed" in text_of(page)
+
+
+def test_a_finished_session_offers_the_member_a_review(app, visitor, seeded):
+    booking_id, start = seeded
+    _move_clock_to(app, start + timedelta(hours=2))
+    with app.app_context():
+        from fittribe.services import booking as booking_service
+
+        booking_service.complete_finished(now=start + timedelta(hours=2))
+    visitor.login("member@fittribe.example")
+    assert f"/bookings/{booking_id}/review" in visitor.get("/dashboard/sessions").get_data(as_text=True)
