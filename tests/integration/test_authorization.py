@@ -177,3 +177,26 @@ def test_every_route_is_in_the_matrix(app):
             covered.add(adapter.match(path.split("?")[0], method=method)[0])
     routes = {rule.endpoint for rule in app.url_map.iter_rules()}
     assert routes - covered - ELSEWHERE == set()
+
+
+def test_stream_channels_by_role(app, world):
+    """/stream derives channels from the session; asking for one the session may not read is 403.
+    (Live delivery per channel: tests/integration/test_realtime.py.)"""
+    with app.app_context():
+        ids = {role: db.session.scalar(select(User.id).where(User.email == email)) for role, email in EMAILS.items()}
+    readable_by = {  # role -> channels it may ask for
+        "anonymous": {"public"}, "suspended": {"public"},
+        **{role: {"public", f"user:{ids[role]}"} for role in ("member", "other_member", "trainer", "other_trainer")},
+        "admin": {"public", f"user:{ids['admin']}", "admin"},
+    }
+    asked = {"public", "admin", *(f"user:{user_id}" for user_id in ids.values())}
+    failures = []
+    for role in ROLES:
+        browser = browser_for(app, role)
+        for channel in sorted(asked):
+            response = browser.get(f"/stream?channel={channel}")
+            want = 200 if channel in readable_by[role] else 403
+            if response.status_code != want:
+                failures.append(f"{role} {channel}: {response.status_code}, expected {want}")
+            response.close()  # ends the stream (and its lease) at once
+    assert not failures, "\n".join(failures)
