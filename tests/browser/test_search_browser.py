@@ -10,9 +10,10 @@ import pytest
 from playwright.sync_api import Page, Response, expect
 from sqlalchemy import func, select
 
+from tests.browser.pages import MARKER, assert_same_document
+
 pytestmark = pytest.mark.browser
 
-MARKER = "window.__noReload"
 ALL_BY_RATING = ["Maya Chen", "Lucía Fernández", "Anna Kowalski", "Kwame Mensah", "Diego Santos"]
 PAGE_SIZE = 12
 
@@ -29,13 +30,9 @@ def query_of(url: str) -> dict[str, list[str]]:
 
 def open_page(page: Page, url: str) -> None:
     page.goto(url)
-    # htmx is loaded with `defer`; once it is there, the page is wired up.
+    # htmx wires the page up on DOMContentLoaded, before goto() returns (it waits for "load").
     assert page.evaluate("typeof htmx") == "object", "htmx did not load"
     page.evaluate(f"{MARKER} = 42")
-
-
-def assert_same_document(page: Page) -> None:
-    assert page.evaluate(MARKER) == 42, "the page was reloaded: the window marker is gone"
 
 
 def is_fragment_get(path: str, **params: str):
