@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # fittribe and config, when run as `python bench/analytics.py`
 
 # The database, Redis, percentile and table helpers of the search benchmark (this directory).
-from search import (BenchError, cleanup_on_sigterm, empty_redis_db, log, machine_info, percentile,  # noqa: E402
-                    print_table, psycopg_url, rounded, throwaway_database)
+from search import (BenchError, cleanup_on_sigterm, empty_redis_db, log, machine_info,  # noqa: E402
+                    percentile, print_table, psycopg_url, rounded, run_as_script, throwaway_database)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -403,4 +403,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_as_script(main)

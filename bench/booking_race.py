@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))  # fittribe and config, when run as `python bench/
 
 # The database, percentile and table helpers of the search benchmark (this directory).
 from search import (BenchError, cleanup_on_sigterm, log, machine_info, percentile, print_table,  # noqa: E402
-                    psycopg_url, rounded, throwaway_database)
+                    psycopg_url, rounded, run_as_script, throwaway_database)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -406,13 +406,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted; cleaned up")
-        sys.exit(130)
-    except Exception:  # exit code 1 means "correctness FAIL": a crash is something else
-        import traceback
-
-        traceback.print_exc()
-        sys.exit(2)
+    run_as_script(main)

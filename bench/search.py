@@ -544,6 +544,21 @@ def _terminate(signum, _frame):
     raise SystemExit(128 + signum)  # run the cleanup in the finally blocks
 
 
+def run_as_script(main) -> None:
+    """Exit with main()'s code (1: a target missed or a correctness FAIL); 130 on Ctrl-C, 2 on a
+    crash, so a crash is never mistaken for a measured result."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted; cleaned up")
+        sys.exit(130)
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(2)
+
+
 def cleanup_on_sigterm() -> None:
     """SIGTERM exits through the finally blocks, so the throwaway database is dropped."""
     signal.signal(signal.SIGTERM, _terminate)
@@ -645,13 +660,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted; cleaned up")
-        sys.exit(130)
-    except Exception:  # exit code 1 means "a target was missed": a crash is something else
-        import traceback
-
-        traceback.print_exc()
-        sys.exit(2)
+    run_as_script(main)
