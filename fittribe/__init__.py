@@ -141,6 +141,13 @@ def _register_hooks(app: Flask) -> None:
         moment = datetime.fromtimestamp(timestamp, ZoneInfo(zone))
         return moment.strftime("%H:%M %Z")
 
+    @app.template_filter("in_zone")
+    def in_zone(moment: datetime, zone: str) -> datetime:
+        """A stored instant on the clock of `zone`. SQLite hands back naive datetimes: they are
+        UTC (a naive one's astimezone() would take the server's own zone instead)."""
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(ZoneInfo(zone))
+
     @app.template_filter("zoneinfo")
     def zoneinfo(zone: str) -> ZoneInfo:
         return ZoneInfo(zone)

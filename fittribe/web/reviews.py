@@ -3,9 +3,7 @@ review of a completed session, reporting a review, and the trainer's replies. Ru
 services/reviews.py; admin moderation is in web/admin_reviews.py."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import NoReturn
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user, login_required
@@ -13,7 +11,6 @@ from flask_login import current_user, login_required
 from ..extensions import db, limiter
 from ..models import Booking, Review, Role, TrainerProfile
 from ..services import reviews as review_service
-from ..services.booking import aware
 from ..services.reviews import ReviewError
 from ..services.search import find_listed_trainer
 from .access import role_required
@@ -33,12 +30,6 @@ def abort_for(error: ReviewError) -> NoReturn:
 
 def _limit_posts():
     return limiter.limit(lambda: current_app.config["RATELIMIT_REVIEWS"], methods=["POST"])
-
-
-@bp.app_template_filter("in_zone")
-def in_zone(moment: datetime, zone: str) -> datetime:
-    """A stored instant on the clock of `zone` (SQLite drops the zone: those are UTC)."""
-    return aware(moment).astimezone(ZoneInfo(zone))
 
 
 def _visible_trainer(slug: str) -> TrainerProfile:
