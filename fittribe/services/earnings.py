@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, TrainerProfile
@@ -20,6 +21,7 @@ PAGE_SIZE = 20
 
 def payment_history(member_id: int, page: int = 1):
     query = (select(Payment).join(Booking, Booking.id == Payment.booking_id)
+             .options(selectinload(Payment.booking).selectinload(Booking.trainer))  # each row names both
              .where(Booking.member_id == member_id).order_by(Payment.created_at.desc(), Payment.id.desc()))
     return db.paginate(query, page=page, per_page=PAGE_SIZE, error_out=False)
 

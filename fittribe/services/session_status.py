@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from .. import clock
 from ..extensions import db
@@ -53,11 +54,13 @@ def sessions_for(user: User, now: datetime | None = None) -> tuple[list[Booking]
     mine = Booking.trainer_id == trainer.id if trainer is not None else Booking.member_id == user.id
     upcoming_statuses = [BookingStatus.CONFIRMED] if trainer is not None else [BookingStatus.CONFIRMED,
                                                                                 BookingStatus.HELD]
-    upcoming = db.session.scalars(select(Booking).where(
+    # The rows show the other person and the review state: load them with the list, not per row.
+    related = (selectinload(Booking.trainer), selectinload(Booking.member), selectinload(Booking.review))
+    upcoming = db.session.scalars(select(Booking).options(*related).where(
         mine, Booking.ends_at > now, Booking.status.in_(upcoming_statuses),
         (Booking.status != BookingStatus.HELD) | (Booking.hold_expires_at > now),
     ).order_by(Booking.starts_at)).all()
-    past = db.session.scalars(select(Booking).where(
+    past = db.session.scalars(select(Booking).options(*related).where(
         mine, Booking.status.in_([BookingStatus.CONFIRMED, BookingStatus.COMPLETED, BookingStatus.CANCELLED,
                                   BookingStatus.NO_SHOW]),
         (Booking.ends_at <= now) | (Booking.status == BookingStatus.CANCELLED),
