@@ -3,7 +3,6 @@ month — pending (paid sessions still to come) and earned (sessions that took p
 cancelled late by the member, which the policy does not refund) — net of the platform fee."""
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo

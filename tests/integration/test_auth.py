@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fittribe.extensions import db
-from fittribe.models import Role, TrainerProfile, User
+from fittribe.models import Role, User
 
 from tests.helpers import HTMX, csrf_token_from, text_of
 

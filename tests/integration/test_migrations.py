@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from tests.conftest import SERVER_URL, _psycopg_url, _with_database
 

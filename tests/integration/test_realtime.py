@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select
 from fittribe.extensions import db
 from fittribe.models import Event, Notification, TrainerProfile, User
 from fittribe.realtime import outbox, presence
-from fittribe.realtime.channels import PUBLIC, user_channel
+from fittribe.realtime.channels import PUBLIC
 from fittribe.services.notify import notify
 from tests.helpers import SSEClient, live_login
 
