@@ -54,6 +54,13 @@ def on_exit(server):
         shutil.rmtree(_metrics_tmpdir, ignore_errors=True)
 
 
+def worker_exit(server, worker):
+    """Streams ended by SIGTERM give back their leases and presence and log their line."""
+    from fittribe.realtime.hub import sse
+
+    sse.wait_ended(2)
+
+
 def post_worker_init(worker):
     """On SIGTERM, end every open SSE stream at once so the worker stops in about a second
     (browsers reconnect to the next worker and replay what they missed), and keep long-lived

@@ -173,6 +173,9 @@ def scenario(label: str, app: str, streams: int, workers: int, procs: int, args,
         "fds_per_stream": round((fds_open - fds_before) / connected, 2) if connected and fds_open else None,
         "cpu_us_per_event": round(result["worker_cpu_s_measure"] * 1e6 / received, 1)
         if received and result.get("worker_cpu_s_measure") is not None else None,
+        # The part of it spent in the kernel (send() on loopback also runs the receiver's TCP stack).
+        "cpu_sys_us_per_event": round(result["worker_cpu_sys_s_measure"] * 1e6 / received, 1)
+        if received and result.get("worker_cpu_sys_s_measure") is not None else None,
         "worker_rss_mb": result.get("worker_rss_mb_end"), "stop_s": round(stop_s, 1),
     }
     print(f"# {label}: " + json.dumps(row), flush=True)

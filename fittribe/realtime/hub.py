@@ -1,12 +1,11 @@
 """The SSE hub: ONE Redis PubSub connection per worker process, fanning out to the open streams
 of that process through in-memory subscriptions.
 
-Stock flask-sse opens a Redis connection per open page; here a page costs a deque, an event
-flag and its socket. Each Redis message is decoded, formatted and chunk-framed once per
-process. Under gunicorn the hub then writes those bytes straight to each idle stream's socket
-(non-blocking); only a stream whose socket is busy or full is handed the bytes to write itself.
-That keeps a delivery to one send() instead of a greenlet switch and a trip through the WSGI
-stack, which is what lets one worker hold thousands of pages."""
+Stock flask-sse opens a Redis connection per open page and keeps a greenlet parked in every
+request. Here each Redis message is decoded, formatted and chunk-framed once per process. Under
+gunicorn's gevent worker the request's greenlet ends as soon as the headers are out: the hub
+owns the client socket and writes each event with one non-blocking send(), so an open page
+costs a socket and a small object, not a parked greenlet with its stack, parser and environ."""
 from __future__ import annotations
 
 import gc
@@ -15,8 +14,11 @@ import logging
 import threading
 import time
 
+import gevent
 import redis
 from flask_sse import Message, ServerSentEventsBlueprint
+from gevent.pool import Group
+from gevent.socket import wait_write
 
 from .connection import channel_prefix, redis_client
 
@@ -27,15 +29,12 @@ FREEZE_EVERY = 500  # new streams between two gc.freeze() calls
 def _wakeup_flag():
     """A gevent Event under gunicorn's gevent worker (threading is patched there), else a
     threading.Event (tests, the Werkzeug dev server)."""
-    try:
-        from gevent import monkey
+    from gevent import monkey
 
-        if monkey.is_module_patched("threading"):
-            from gevent.event import Event
+    if monkey.is_module_patched("threading"):
+        from gevent.event import Event
 
-            return Event()
-    except ImportError:  # pragma: no cover - gevent is a runtime dependency
-        pass
+        return Event()
     return threading.Event()
 
 
@@ -46,72 +45,133 @@ def chunk(data: bytes) -> bytes:
 
 HEARTBEAT = b": heartbeat\n\n"
 HEARTBEAT_CHUNK = chunk(HEARTBEAT)
+END_OF_RESPONSE = b"0\r\n\r\n"  # the last chunk: the browser sees the stream end and reconnects
 TICK_SLICE = 500  # streams served between two yields, so a broadcast is not held up by a tick
+WRITE_TIMEOUT = 30.0  # a page that takes nothing for this long is dropped (it reconnects and replays)
 
 
 class Subscription:
-    """One open stream's inbox: (event id, bytes) pairs and a flag that wakes its writer.
+    """A stream that goes through the WSGI server (the dev server, tests, TLS, HTTP/1.0): an
+    inbox of (event id, SSE text) pairs and a flag that wakes the stream's generator."""
 
-    With `raw_socket` set (gunicorn, plain HTTP/1.1), the bytes are chunk-framed and the hub
-    may send them itself while `direct` is true; otherwise they are plain SSE text that the
-    stream yields to the WSGI server."""
+    __slots__ = ("channels", "pending", "wakeup", "closed", "skip_ids", "beat_due", "leases")
 
-    __slots__ = ("channels", "pending", "wakeup", "closed", "raw_socket", "direct", "skip_ids", "beat_due",
-                 "leases")
-
-    def __init__(self, channels: tuple[str, ...], raw_socket=None):
+    def __init__(self, channels: tuple[str, ...]):
         self.channels = channels
-        # A plain list: in direct mode most streams never queue anything, and an empty deque
-        # costs ~600 bytes per stream against 56 for a list.
         self.pending: list[tuple[str | None, bytes]] = []
         self.wakeup = _wakeup_flag()
         self.closed = False
-        self.raw_socket = raw_socket
-        self.direct = False  # the stream's own greenlet holds the socket until it says otherwise
         self.skip_ids: frozenset[str] | set[str] = frozenset()  # ids already sent by the replay
         self.beat_due = False  # set by the hub's heartbeat ticker
         # Redis leases (sorted-set key, member, ttl) the ticker renews: stream cap, presence.
         self.leases: tuple[tuple[str, str, float], ...] = ()
 
-    def push(self, item: tuple[str | None, bytes]) -> None:
-        self.pending.append(item)
-        self.wakeup.set()
-
     def deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
         if self.skip_ids and event_id in self.skip_ids:
             return
-        if self.raw_socket is None:
-            self.push((event_id, text))
-            return
-        self._send(event_id, framed)
+        self.pending.append((event_id, text))
+        self.wakeup.set()
 
     def heartbeat(self) -> None:
         """A comment that keeps proxies from closing the stream and finds pages that vanished."""
-        if self.raw_socket is None:
-            self.beat_due = True
-            self.wakeup.set()
-        else:
-            self._send(None, HEARTBEAT_CHUNK)
+        self.beat_due = True
+        self.wakeup.set()
 
-    def _send(self, event_id: str | None, framed: bytes) -> None:
-        if self.direct and not self.pending:
-            try:
-                sent = self.raw_socket.send(framed)
-            except BlockingIOError:
-                sent = 0
-            except OSError:  # the page is gone
-                self.close()
-                return
-            if sent == len(framed):
-                return
-            framed = framed[sent:]
-            self.direct = False  # the rest must go first: the stream's greenlet writes it
-        self.push((event_id, framed))
-
-    def close(self) -> None:
+    def close(self, goodbye: bytes = b"") -> None:
         """Ask the stream to end (shutdown, or a Redis reconnect that may have lost messages)."""
         self.closed = True
         self.wakeup.set()
+
+
+class SocketSubscription:
+    """A stream the hub writes itself (gunicorn's gevent worker, plain HTTP/1.1).
+
+    Until `take_socket` (gunicorn is still sending the headers) events wait in `pending`. Then
+    each event or heartbeat is one non-blocking send() of chunk-framed bytes; a page that cannot
+    take them at once gets a short-lived writer greenlet until it has caught up. `on_end` (the
+    stream's clean-up: leases, presence, metrics, log line) runs once, in its own greenlet."""
+
+    __slots__ = ("hub", "channels", "leases", "skip_ids", "closed", "socket", "pending", "writer", "on_end")
+
+    def __init__(self, hub: RealtimeHub, channels: tuple[str, ...]):
+        self.hub = hub
+        self.channels = channels
+        self.leases: tuple[tuple[str, str, float], ...] = ()
+        self.skip_ids: frozenset[str] | set[str] = frozenset()
+        self.closed = False
+        self.socket = None
+        self.pending: list[bytes] = []  # framed bytes the socket has not taken yet
+        self.writer: gevent.Greenlet | None = None  # alive exactly while the socket lags behind
+        self.on_end = None
+
+    def deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
+        if not (self.skip_ids and event_id in self.skip_ids):
+            self._write(framed)
+
+    def heartbeat(self) -> None:
+        if self.socket is not None:  # before the hand-over gunicorn is still writing to it
+            self._write(HEARTBEAT_CHUNK)
+
+    def take_socket(self, sock) -> None:
+        sock.setblocking(False)
+        self.socket = sock
+        if self.pending:
+            self._start_writer()
+
+    def _write(self, framed: bytes) -> None:
+        if self.closed:
+            return
+        if self.pending or self.socket is None:
+            self.pending.append(framed)  # behind what is already waiting
+            return
+        try:
+            sent = self.socket.send(framed)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the page is gone
+            self.close()
+            return
+        if sent < len(framed):
+            self.pending.append(framed[sent:])
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        self.writer = gevent.spawn(self._write_pending)
+        self.writer.link(self._writer_stopped)  # runs however it stops, even killed before it ran
+
+    def _write_pending(self) -> None:
+        try:
+            while self.pending and not self.closed:
+                wait_write(self.socket.fileno(), timeout=WRITE_TIMEOUT)
+                data = b"".join(self.pending)
+                sent = self.socket.send(data)
+                self.pending = [data[sent:]] if sent < len(data) else []
+        except OSError:  # gone, or not reading
+            self.closed = True
+
+    def _writer_stopped(self, writer) -> None:
+        self.writer = None
+        if self.closed:
+            self._release()
+
+    def close(self, goodbye: bytes = b"") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.writer is not None:
+            self.writer.kill(block=False)  # the socket is let go once it has stopped waiting on it
+            return
+        if goodbye and self.socket is not None:
+            try:
+                self.socket.send(goodbye)
+            except OSError:
+                pass
+        self._release()
+
+    def _release(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+        self.hub.ended(self)
 
 
 class RealtimeHub(ServerSentEventsBlueprint):
@@ -132,6 +192,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self.connected = threading.Event()
         self.reconnects = 0
         self._new_since_freeze = 0
+        self._ending: Group | None = None  # clean-ups of hub-written streams (gevent only)
 
     # --- publishing (same signature as flask-sse) ---------------------------------------
     @property
@@ -146,18 +207,20 @@ class RealtimeHub(ServerSentEventsBlueprint):
         return self.redis.publish(channel_prefix() + channel, json.dumps(message.to_dict()))
 
     # --- subscribing -------------------------------------------------------------------
-    def subscribe(self, channels: list[str] | tuple[str, ...], raw_socket=None) -> Subscription:
+    def subscribe(self, channels: list[str] | tuple[str, ...], *, hub_writes: bool = False):
+        """A Subscription, or with `hub_writes` a SocketSubscription waiting for its socket."""
         self._ensure_listener()
-        subscription = Subscription(tuple(channels), raw_socket)
+        channels = tuple(channels)
+        subscription = SocketSubscription(self, channels) if hub_writes else Subscription(channels)
         with self._lock:
-            for channel in subscription.channels:
+            for channel in channels:
                 self._subscribers.setdefault(channel, set()).add(subscription)
             self._new_since_freeze += 1
             if self._new_since_freeze >= FREEZE_EVERY:
                 self._new_since_freeze = 0
                 # Long-lived stream objects out of the collector's sight: a full collection
-                # would otherwise walk every open stream (~12 ms per 1,000) in the middle of a
-                # broadcast. Young garbage is collected first so it is not frozen with them.
+                # would otherwise walk every open stream in the middle of a broadcast. Young
+                # garbage is collected first so it is not frozen with them.
                 gc.collect()  # cheap: frozen objects are not walked, only the last ~500 streams
                 gc.freeze()
         return subscription
@@ -170,6 +233,21 @@ class RealtimeHub(ServerSentEventsBlueprint):
                     streams.discard(subscription)
                     if not streams:
                         del self._subscribers[channel]
+
+    def ended(self, subscription: SocketSubscription) -> None:
+        """A hub-written stream is over: out of the fan-out now, its clean-up (Redis round
+        trips) in a greenlet of its own so the broadcast or heartbeat that found it goes on."""
+        self.unsubscribe(subscription)
+        end, subscription.on_end = subscription.on_end, None  # also breaks the reference cycle
+        if end is not None:
+            if self._ending is None:
+                self._ending = Group()
+            self._ending.spawn(end)
+
+    def wait_ended(self, timeout: float) -> None:
+        """Let the clean-up of streams ended at shutdown finish before the process exits."""
+        if self._ending is not None:
+            self._ending.join(timeout)
 
     def open_streams(self) -> int:
         with self._lock:
@@ -292,7 +370,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         with self._lock:
             everyone = {s for streams in self._subscribers.values() for s in streams}
         for subscription in everyone:
-            subscription.close()
+            subscription.close(END_OF_RESPONSE)
 
 
 sse = RealtimeHub("sse", __name__)

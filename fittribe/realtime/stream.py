@@ -1,10 +1,13 @@
 """GET /stream: one multiplexed, authorized, replayable SSE stream per page.
 
 Everything that needs the database or the app (authorization, presence, replay, rendering)
-happens in the view; the generator that lives as long as the page holds no app context, no
-DB session and no Redis connection of its own."""
+happens in the view. What lives as long as the page holds no app context, no DB session and no
+Redis connection of its own: under gunicorn's gevent worker the hub takes the socket over once
+the headers are sent and the request ends; elsewhere a generator yields through the server."""
 from __future__ import annotations
 
+import _socket
+import errno
 import time
 import uuid
 from functools import cache
@@ -20,19 +23,19 @@ from ..ops.metrics import OPEN_STREAMS
 from . import outbox, presence
 from .channels import channels_for
 from .connection import redis_client
-from .hub import HEARTBEAT, Subscription, sse
+from .hub import HEARTBEAT, SocketSubscription, Subscription, sse
 
 STREAM_LEASES = "fittribe:streams:"
 
 
 def _gunicorn_socket(environ):
-    """gunicorn's client socket when the hub may write chunk-framed bytes to it directly:
-    plain (not TLS) HTTP/1.1 under the gevent worker. Otherwise None, and the stream yields
+    """gunicorn's client socket when the hub may take it over and write chunk-framed bytes to
+    it: plain (not TLS) HTTP/1.1 under the gevent worker. Otherwise None, and the stream yields
     through the WSGI server like any response."""
     sock = environ.get("gunicorn.socket")
-    if sock is None or environ.get("SERVER_PROTOCOL") == "HTTP/1.0" or environ.get("REQUEST_METHOD") != "GET":
+    if sock is None or environ.get("SERVER_PROTOCOL") != "HTTP/1.1" or environ.get("REQUEST_METHOD") != "GET":
         return None
-    if getattr(sock, "_sock", None) is None or hasattr(sock, "_sslobj"):
+    if getattr(sock, "_sock", None) is None or hasattr(sock, "_sslobj") or not hasattr(sock, "detach"):
         return None
     return sock
 
@@ -124,7 +127,7 @@ def stream():
     # Subscribe before reading the replay, so nothing falls between the two; what arrives
     # twice is dropped by id in the generator.
     sock = _gunicorn_socket(request.environ)
-    subscription = sse.subscribe(channels, raw_socket=sock._sock if sock is not None else None)
+    subscription = sse.subscribe(channels, hub_writes=sock is not None)
     first = [b": connected\n\n"]
     if last_id is not None:
         replay = outbox.events_after(last_id, channels, limit=config["SSE_REPLAY_LIMIT"])
@@ -156,12 +159,15 @@ def stream():
         if trainer_id is not None:
             presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
 
-    body = (_direct_stream(subscription, b"".join(first), close, sock) if sock is not None
-            else _event_stream(subscription, b"".join(first), close))
+    if sock is not None:
+        subscription.on_end = close
+        body = _HandOver(subscription, b"".join(first), sock, close)
+    else:
+        body = _StreamBody(_event_stream(subscription, b"".join(first), close), close)
     # The Flask request object is not needed for the life of the stream.
     request.environ.pop("werkzeug.request", None)
     response = current_app.response_class(
-        _StreamBody(body, close),
+        body,
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -215,25 +221,41 @@ def _event_stream(subscription: Subscription, first: bytes, close):
         close()
 
 
-def _direct_stream(subscription: Subscription, first: bytes, close, sock):
-    """gunicorn stream: after the headers and the first chunk, the hub writes events and
-    heartbeats straight to the socket while this greenlet sleeps; the greenlet writes only what
-    the hub could not send without blocking. Framing matches gunicorn's, which ends the response."""
-    try:
-        yield first
-        while not subscription.closed:
-            subscription.direct = True
-            subscription.wakeup.wait()
-            subscription.direct = False  # take the socket back before writing to it ourselves
-            subscription.wakeup.clear()
-            data = _drain(subscription)
-            while data:
-                sock.sendall(data)  # cooperative: the other streams go on meanwhile
-                data = _drain(subscription)
-    except OSError:  # the page is gone (a vanished one fails at the latest on the heartbeat)
-        return
-    finally:
-        close()
+class HandedOver(BrokenPipeError):
+    """Ends gunicorn's handling of a request whose socket the hub has taken: gunicorn lets
+    a broken pipe go quietly and does not write the end of the response."""
+
+    def __init__(self):
+        super().__init__(errno.EPIPE, "the SSE hub writes this stream now")
+
+
+class _HandOver:
+    """The WSGI body of a stream the hub writes (see SocketSubscription): gunicorn sends the
+    headers and the first chunk through its normal path; on the next item the client socket is
+    detached from gunicorn and given to the hub, and the request's greenlet ends."""
+
+    __slots__ = ("_first", "_subscription", "_socket", "_end")
+
+    def __init__(self, subscription: SocketSubscription, first: bytes, sock, end):
+        self._first, self._subscription, self._socket, self._end = first, subscription, sock, end
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if self._subscription.closed:  # shut down meanwhile: gunicorn ends the response itself
+            raise StopIteration
+        self._end = None  # from here the hub ends the stream
+        self._subscription.take_socket(_socket.socket(fileno=self._socket.detach()))
+        raise HandedOver()
+
+    def close(self) -> None:
+        if self._end is not None:  # gunicorn ended it before the hand-over
+            self._subscription.on_end = None  # no reference cycle left behind
+            self._end()
 
 
 sse.add_url_rule("", endpoint="stream", view_func=stream)
