@@ -47,7 +47,6 @@ HEARTBEAT = b": heartbeat\n\n"
 HEARTBEAT_CHUNK = chunk(HEARTBEAT)
 END_OF_RESPONSE = b"0\r\n\r\n"  # the last chunk: the browser sees the stream end and reconnects
 TICK_SLICE = 500  # streams served between two yields, so a broadcast is not held up by a tick
-WRITE_TIMEOUT = 30.0  # a page that takes nothing for this long is dropped (it reconnects and replays)
 
 
 class Subscription:
@@ -142,11 +141,11 @@ class SocketSubscription:
     def _write_pending(self) -> None:
         try:
             while self.pending and not self.closed:
-                wait_write(self.socket.fileno(), timeout=WRITE_TIMEOUT)
+                wait_write(self.socket.fileno(), timeout=self.hub.write_timeout)
                 data = b"".join(self.pending)
                 sent = self.socket.send(data)
                 self.pending = [data[sent:]] if sent < len(data) else []
-        except OSError:  # gone, or not reading
+        except OSError:  # gone, or took nothing for write_timeout (it reconnects and replays)
             self.closed = True
 
     def _writer_stopped(self, writer) -> None:
@@ -187,6 +186,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._redis_url: str | None = None
         self._prefix = ""
         self._heartbeat = 15.0
+        self.write_timeout = 30.0  # a stream that takes no bytes for two heartbeats is dropped
         self._pool_size = 2
         self.stopping = False
         self.connected = threading.Event()
@@ -274,6 +274,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
     # --- the one Redis subscriber per process ---------------------------------------------
     def configure(self, redis_url: str | None, prefix: str, heartbeat: float = 15.0, pool_size: int = 2) -> None:
         self._redis_url, self._prefix, self._heartbeat, self._pool_size = redis_url, prefix, heartbeat, pool_size
+        self.write_timeout = 2 * heartbeat
 
     def _ensure_listener(self) -> None:
         if self._listener is not None:  # it runs until shutdown; _listen never lets an error out

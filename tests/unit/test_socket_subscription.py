@@ -1,0 +1,167 @@
+"""SocketSubscription: the hub writing a stream's socket itself (gunicorn's gevent worker), on a
+real socket pair and gevent's real event loop: order kept across the hand-over and a full send
+buffer, slow pages caught up by a short-lived writer, stuck or vanished pages dropped and their
+clean-up run exactly once."""
+import socket
+
+import gevent
+import pytest
+from gevent.socket import wait_read
+
+from fittribe.realtime.hub import END_OF_RESPONSE, HEARTBEAT_CHUNK, RealtimeHub, SocketSubscription, chunk
+
+
+@pytest.fixture
+def hub():
+    hub = RealtimeHub("socket_subscription_hub", __name__)
+    hub.write_timeout = 0.5
+    return hub
+
+
+@pytest.fixture
+def pair():
+    server, page = socket.socketpair()
+    page.setblocking(False)
+    yield server, page
+    server.close()
+    page.close()
+
+
+def subscription_with_end(hub, ended: list) -> SocketSubscription:
+    subscription = SocketSubscription(hub, ("public",))
+    subscription.on_end = lambda: ended.append(True)
+    return subscription
+
+
+def read_exactly(page, size: int, timeout: float = 5.0) -> bytes:
+    data = b""
+    while len(data) < size:
+        try:
+            got = page.recv(size - len(data))
+        except BlockingIOError:
+            wait_read(page.fileno(), timeout=timeout)
+            continue
+        assert got, "the hub closed the socket early"
+        data += got
+    return data
+
+
+def read_to_eof(page, timeout: float = 5.0) -> bytes:
+    data = b""
+    while True:
+        try:
+            got = page.recv(65536)
+        except BlockingIOError:
+            wait_read(page.fileno(), timeout=timeout)
+            continue
+        if not got:
+            return data
+        data += got
+
+
+def event(n: int, size: int = 10) -> bytes:
+    return b"id:%d\ndata:%s\n\n" % (n, b"x" * size)
+
+
+def test_events_before_the_hand_over_wait_and_go_first(hub, pair):
+    server, page = pair
+    subscription = SocketSubscription(hub, ("public",))
+    subscription.deliver("1", event(1), chunk(event(1)))
+    subscription.heartbeat()  # gunicorn still owns the socket: no heartbeat yet
+    subscription.take_socket(server)
+    subscription.deliver("2", event(2), chunk(event(2)))
+    expected = chunk(event(1)) + chunk(event(2))
+    assert read_exactly(page, len(expected)) == expected
+    gevent.sleep(0)
+    assert subscription.writer is None and not subscription.pending
+
+
+def test_replayed_ids_are_not_sent_twice(hub, pair):
+    server, page = pair
+    subscription = SocketSubscription(hub, ("public",))
+    subscription.take_socket(server)
+    subscription.skip_ids = {"1"}
+    for n in (1, 2):
+        subscription.deliver(str(n), event(n), chunk(event(n)))
+    subscription.heartbeat()
+    expected = chunk(event(2)) + HEARTBEAT_CHUNK
+    assert read_exactly(page, len(expected)) == expected
+
+
+def test_a_slow_page_gets_everything_in_order_once_it_reads(hub, pair):
+    server, page = pair
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    subscription = SocketSubscription(hub, ("public",))
+    subscription.take_socket(server)
+    frames = [chunk(event(n, 8000)) for n in range(1, 101)]
+    for n, framed in enumerate(frames, start=1):
+        subscription.deliver(str(n), b"", framed)
+    assert subscription.writer is not None  # the buffer is full: a writer waits for the page
+    assert read_exactly(page, sum(map(len, frames))) == b"".join(frames)
+    gevent.sleep(0.01)
+    assert subscription.writer is None and not subscription.closed
+    subscription.deliver("101", event(101), chunk(event(101)))  # straight to the socket again
+    assert read_exactly(page, len(chunk(event(101)))) == chunk(event(101))
+
+
+def test_a_page_that_takes_nothing_is_dropped_after_the_write_timeout(hub, pair):
+    server, page = pair
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ended = []
+    subscription = subscription_with_end(hub, ended)
+    subscription.take_socket(server)
+    for n in range(1, 101):
+        subscription.deliver(str(n), b"", chunk(event(n, 8000)))
+    gevent.sleep(hub.write_timeout + 0.3)
+    assert subscription.closed and subscription.writer is None
+    assert server.fileno() == -1
+    gevent.sleep(0.01)
+    assert ended == [True]
+
+
+def test_closing_while_the_writer_waits_lets_go_of_the_socket_once(hub, pair):
+    server, page = pair
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ended = []
+    subscription = subscription_with_end(hub, ended)
+    subscription.take_socket(server)
+    for n in range(1, 101):
+        subscription.deliver(str(n), b"", chunk(event(n, 8000)))
+    gevent.sleep(0.01)
+    subscription.close(END_OF_RESPONSE)
+    subscription.close(END_OF_RESPONSE)
+    gevent.sleep(0.05)
+    assert server.fileno() == -1 and subscription.writer is None and ended == [True]
+
+
+def test_shutdown_ends_the_response_and_the_connection(hub, pair):
+    server, page = pair
+    ended = []
+    subscription = subscription_with_end(hub, ended)
+    subscription.take_socket(server)
+    subscription.close(END_OF_RESPONSE)
+    assert read_to_eof(page) == END_OF_RESPONSE
+    hub.wait_ended(1)
+    assert ended == [True] and subscription.on_end is None
+
+
+def test_a_vanished_page_is_dropped_on_a_later_write(hub, pair):
+    server, page = pair
+    ended = []
+    subscription = subscription_with_end(hub, ended)
+    subscription.take_socket(server)
+    page.close()
+    for _ in range(2):  # the first write may still be accepted by the kernel
+        subscription.heartbeat()
+    assert subscription.closed and server.fileno() == -1
+    hub.wait_ended(1)
+    assert ended == [True]
+
+
+def test_closed_before_the_hand_over(hub):
+    ended = []
+    subscription = subscription_with_end(hub, ended)
+    subscription.deliver("1", event(1), chunk(event(1)))
+    subscription.close(END_OF_RESPONSE)
+    hub.wait_ended(1)
+    assert subscription.closed and ended == [True]
