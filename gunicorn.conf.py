@@ -6,6 +6,8 @@ port = os.environ.get("PORT")
 bind = os.environ.get("BIND") or (f"0.0.0.0:{port}" if port else "127.0.0.1:5000")
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2, multiprocessing.cpu_count())))
+# Requests in progress per worker. An open SSE stream stops counting once its headers are out
+# (the hub owns its socket), so this bounds page loads and stream connects, not open pages.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", 10000))
 # Streams are long-lived: a deploy should not wait gunicorn's default 30 s for them.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", 5))

@@ -77,7 +77,7 @@ def start(app: str, workers: int, port: int, prefix: str, tmp: Path) -> subproce
                    "--worker-connections", "20000", "--no-control-socket", "stock_app:app"]
         return subprocess.Popen(command, cwd=SHARED, env={**os.environ, "REDIS_URL": REDIS_URL},
                                 stdout=log, stderr=subprocess.STDOUT)
-    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "WORKER_CONNECTIONS": "20000",
+    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
            "ACCESS_LOG": "", "REDIS_URL": REDIS_URL, "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
            "SSE_CHANNEL_PREFIX": prefix, "STREAM_CAP_PER_CLIENT": "0", "RATELIMIT_STREAM": "10000000 per minute",
            "INSTANCE_PATH": str(tmp)}
@@ -176,6 +176,9 @@ def scenario(label: str, app: str, streams: int, workers: int, procs: int, args,
         # The part of it spent in the kernel (send() on loopback also runs the receiver's TCP stack).
         "cpu_sys_us_per_event": round(result["worker_cpu_sys_s_measure"] * 1e6 / received, 1)
         if received and result.get("worker_cpu_sys_s_measure") is not None else None,
+        "connect_cpu_us": round((result["worker_cpu_s_open"] - result["worker_cpu_s_before"]) * 1e6 / connected)
+        if connected and result.get("worker_cpu_s_open") is not None and result.get("worker_cpu_s_before") is not None
+        else None,
         "worker_rss_mb": result.get("worker_rss_mb_end"), "stop_s": round(stop_s, 1),
     }
     print(f"# {label}: " + json.dumps(row), flush=True)

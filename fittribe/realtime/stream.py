@@ -85,9 +85,10 @@ def _allow_connect(client_key: str) -> bool:
 
 
 # Document-level security headers (CSP, frame options, permissions policy) mean nothing on an
-# event stream, and gunicorn keeps a response's headers for as long as the stream is open.
+# event stream: bytes every page would send on each connect for nothing.
 @talisman(content_security_policy=None, frame_options=None, permissions_policy={}, document_policy={},
           feature_policy={})
+@limiter.exempt  # connects are limited by _allow_connect, without Flask-Limiter's per-request work
 def stream():
     if sse.stopping:
         # This worker is shutting down. A stream that ends at once makes htmx reconnect (to
