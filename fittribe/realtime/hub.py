@@ -46,6 +46,7 @@ def chunk(data: bytes) -> bytes:
 HEARTBEAT = b": heartbeat\n\n"
 HEARTBEAT_CHUNK = chunk(HEARTBEAT)
 END_OF_RESPONSE = b"0\r\n\r\n"  # the last chunk: the browser sees the stream end and reconnects
+MAX_PENDING = 1000  # events a lagging page may have waiting before it is dropped
 TICK_SLICE = 500  # streams served between two yields, so a broadcast is not held up by a tick
 
 
@@ -122,6 +123,8 @@ class SocketSubscription:
             return
         if self.pending or self.socket is None:
             self.pending.append(framed)  # behind what is already waiting
+            if len(self.pending) > MAX_PENDING:
+                self.close()  # far behind: it reconnects and gets what it missed from the outbox
             return
         try:
             sent = self.socket.send(framed)
@@ -143,7 +146,10 @@ class SocketSubscription:
             while self.pending and not self.closed:
                 wait_write(self.socket.fileno(), timeout=self.hub.write_timeout)
                 data = b"".join(self.pending)
-                sent = self.socket.send(data)
+                try:
+                    sent = self.socket.send(data)
+                except BlockingIOError:
+                    sent = 0
                 self.pending = [data[sent:]] if sent < len(data) else []
         except OSError:  # gone, or took nothing for write_timeout (it reconnects and replays)
             self.closed = True

@@ -165,3 +165,15 @@ def test_closed_before_the_hand_over(hub):
     subscription.close(END_OF_RESPONSE)
     hub.wait_ended(1)
     assert subscription.closed and ended == [True]
+
+
+def test_a_page_too_far_behind_is_dropped(hub, pair):
+    server, page = pair
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ended = []
+    subscription = subscription_with_end(hub, ended)
+    subscription.take_socket(server)
+    for n in range(1, 2001):
+        subscription.deliver(str(n), b"", chunk(event(n, 1000)))
+    gevent.sleep(0.01)
+    assert subscription.closed and server.fileno() == -1 and ended == [True]
