@@ -33,6 +33,20 @@ def subscription_with_end(hub, ended: list) -> SocketSubscription:
     return subscription
 
 
+def handed_over(hub, server, ended: list, small_buffer: bool = False) -> SocketSubscription:
+    """A stream whose socket the hub holds; `small_buffer` makes the kernel refuse bytes early."""
+    if small_buffer:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    subscription = subscription_with_end(hub, ended)
+    subscription.take_socket(server)
+    return subscription
+
+
+def flood(subscription: SocketSubscription, count: int, size: int) -> None:
+    for n in range(1, count + 1):
+        subscription.deliver(str(n), b"", chunk(event(n, size)))
+
+
 def read_exactly(page, size: int, timeout: float = 5.0) -> bytes:
     data = b""
     while len(data) < size:
@@ -90,9 +104,7 @@ def test_replayed_ids_are_not_sent_twice(hub, pair):
 
 def test_a_slow_page_gets_everything_in_order_once_it_reads(hub, pair):
     server, page = pair
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    subscription = SocketSubscription(hub, ("public",))
-    subscription.take_socket(server)
+    subscription = handed_over(hub, server, [], small_buffer=True)
     frames = [chunk(event(n, 8000)) for n in range(1, 101)]
     for n, framed in enumerate(frames, start=1):
         subscription.deliver(str(n), b"", framed)
@@ -106,12 +118,9 @@ def test_a_slow_page_gets_everything_in_order_once_it_reads(hub, pair):
 
 def test_a_page_that_takes_nothing_is_dropped_after_the_write_timeout(hub, pair):
     server, page = pair
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     ended = []
-    subscription = subscription_with_end(hub, ended)
-    subscription.take_socket(server)
-    for n in range(1, 101):
-        subscription.deliver(str(n), b"", chunk(event(n, 8000)))
+    subscription = handed_over(hub, server, ended, small_buffer=True)
+    flood(subscription, 100, 8000)
     gevent.sleep(hub.write_timeout + 0.3)
     assert subscription.closed and subscription.writer is None
     assert server.fileno() == -1
@@ -121,12 +130,9 @@ def test_a_page_that_takes_nothing_is_dropped_after_the_write_timeout(hub, pair)
 
 def test_closing_while_the_writer_waits_lets_go_of_the_socket_once(hub, pair):
     server, page = pair
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     ended = []
-    subscription = subscription_with_end(hub, ended)
-    subscription.take_socket(server)
-    for n in range(1, 101):
-        subscription.deliver(str(n), b"", chunk(event(n, 8000)))
+    subscription = handed_over(hub, server, ended, small_buffer=True)
+    flood(subscription, 100, 8000)
     gevent.sleep(0.01)
     subscription.close(END_OF_RESPONSE)
     subscription.close(END_OF_RESPONSE)
@@ -137,8 +143,7 @@ def test_closing_while_the_writer_waits_lets_go_of_the_socket_once(hub, pair):
 def test_shutdown_ends_the_response_and_the_connection(hub, pair):
     server, page = pair
     ended = []
-    subscription = subscription_with_end(hub, ended)
-    subscription.take_socket(server)
+    subscription = handed_over(hub, server, ended)
     subscription.close(END_OF_RESPONSE)
     assert read_to_eof(page) == END_OF_RESPONSE
     hub.wait_ended(1)
@@ -148,8 +153,7 @@ def test_shutdown_ends_the_response_and_the_connection(hub, pair):
 def test_a_vanished_page_is_dropped_on_a_later_write(hub, pair):
     server, page = pair
     ended = []
-    subscription = subscription_with_end(hub, ended)
-    subscription.take_socket(server)
+    subscription = handed_over(hub, server, ended)
     page.close()
     for _ in range(2):  # the first write may still be accepted by the kernel
         subscription.heartbeat()
@@ -169,11 +173,8 @@ def test_closed_before_the_hand_over(hub):
 
 def test_a_page_too_far_behind_is_dropped(hub, pair):
     server, page = pair
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     ended = []
-    subscription = subscription_with_end(hub, ended)
-    subscription.take_socket(server)
-    for n in range(1, 2001):
-        subscription.deliver(str(n), b"", chunk(event(n, 1000)))
+    subscription = handed_over(hub, server, ended, small_buffer=True)
+    flood(subscription, 2000, 1000)
     gevent.sleep(0.01)
     assert subscription.closed and server.fileno() == -1 and ended == [True]
