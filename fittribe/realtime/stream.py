@@ -84,11 +84,17 @@ def _allow_connect(client_key: str) -> bool:
     return all(limiter.limiter.hit(item, "stream", client_key) for item in _limits(current_app.config["RATELIMIT_STREAM"]))
 
 
+@limiter.request_filter
+def _is_stream_connect() -> bool:
+    """Stream connects have their own limit (_allow_connect): Flask-Limiter need not resolve and
+    evaluate limits for them, which costs more than the rest of a connect's Flask overhead."""
+    return request.endpoint == "sse.stream"
+
+
 # Document-level security headers (CSP, frame options, permissions policy) mean nothing on an
 # event stream: bytes every page would send on each connect for nothing.
 @talisman(content_security_policy=None, frame_options=None, permissions_policy={}, document_policy={},
           feature_policy={})
-@limiter.exempt  # connects are limited by _allow_connect, without Flask-Limiter's per-request work
 def stream():
     if sse.stopping:
         # This worker is shutting down. A stream that ends at once makes htmx reconnect (to
