@@ -5,7 +5,8 @@ same machine.
 Each scenario starts a fresh gunicorn (gevent worker) on 127.0.0.1, opens N streams with the
 shared load client (../shared/bench/sse_load.py), publishes M events through Redis exactly as
 flask-sse's publish() does, and records publish->receive latency, losses, Redis connections,
-worker RSS/fds per stream and worker CPU per delivered event. Prints a table and one JSON line;
+worker RSS/fds per stream and worker CPU per delivered event, next to what a bare send() costs on
+this machine (the kernel floor of any one-write-per-stream fan-out). Prints a table and one JSON line;
 exits 1 when a target of the real-time issue is missed.
 
     .venv/bin/pip install -r bench/requirements.txt
@@ -15,6 +16,7 @@ exits 1 when a target of the real-time issue is missed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -51,6 +53,49 @@ def named_redis_connections(prefix: str) -> int:
     import redis
 
     return sum(1 for c in redis.Redis.from_url(REDIS_URL).client_list() if c.get("name", "").startswith(prefix))
+
+
+def loopback_send_floor(streams: int = 5000, rounds: int = 10) -> dict:
+    """What one send() of a small event to each of `streams` loopback TCP sockets costs the sending
+    process on this machine, with the reader in another process waiting in epoll as the load client
+    does: the kernel part (which also runs the receiver's TCP stack and wakes it up) is a floor
+    that no SSE server sending one write per stream per event can go under."""
+    import selectors
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=streams)
+    port = listener.getsockname()[1]
+    ready_r, ready_w = os.pipe()
+    reader = os.fork()
+    if reader == 0:
+        try:
+            selector, total = selectors.EpollSelector(), 0
+            conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(streams)]
+            for conn in conns:
+                conn.setblocking(False)
+                selector.register(conn, selectors.EVENT_READ)
+            os.write(ready_w, b"x")
+            while total < streams * rounds * 100:
+                for key, _ in selector.select(timeout=5):
+                    with contextlib.suppress(BlockingIOError):
+                        total += len(key.fileobj.recv(65536))
+        finally:
+            os._exit(0)
+    accepted = [listener.accept()[0] for _ in range(streams)]
+    for conn in accepted:
+        conn.setblocking(False)
+    os.read(ready_r, 1)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(rounds):
+        for conn in accepted:
+            conn.send(b"x" * 100)
+        time.sleep(0.5)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    os.waitpid(reader, 0)
+    for conn in accepted + [listener]:
+        conn.close()
+    sends = streams * rounds
+    return {"sys_us_per_send": round((after.ru_stime - before.ru_stime) * 1e6 / sends, 1),
+            "user_us_per_send": round((after.ru_utime - before.ru_utime) * 1e6 / sends, 1)}
 
 
 def free_port() -> int:
@@ -233,6 +278,9 @@ def main() -> int:
                 if line.startswith("model name")), platform.processor())
     print(f"# machine: {os.cpu_count()} cores, {cpu}; open-file limit {hard}; Redis {REDIS_URL}")
     print(f"# {args.messages} broadcasts, {args.interval} s apart; load client on the same machine")
+    floor = loopback_send_floor()
+    print(f"# floor: a bare send() of 100 bytes to each of 5,000 loopback sockets read by another process "
+          f"costs {floor['sys_us_per_send']} µs kernel + {floor['user_us_per_send']} µs user here", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
         for label, app, streams, workers, procs in plan:
@@ -248,7 +296,7 @@ def main() -> int:
     print()
     for name, ok, detail in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}  {name}  ({detail})")
-    print(json.dumps({"rows": rows, "pass": all(ok for _, ok, _ in verdicts)}))
+    print(json.dumps({"rows": rows, "send_floor": floor, "pass": all(ok for _, ok, _ in verdicts)}))
     return 0 if all(ok for _, ok, _ in verdicts) else 1
 
 
