@@ -42,9 +42,12 @@ def handed_over(hub, server, ended: list, small_buffer: bool = False) -> SocketS
     return subscription
 
 
-def flood(subscription: SocketSubscription, count: int, size: int) -> None:
+def flooded(hub, server, ended: list, count: int, size: int) -> SocketSubscription:
+    """A handed-over stream sent more than its small buffer takes: a writer waits for the page."""
+    subscription = handed_over(hub, server, ended, small_buffer=True)
     for n in range(1, count + 1):
         subscription.deliver(str(n), b"", chunk(event(n, size)))
+    return subscription
 
 
 def read_exactly(page, size: int, timeout: float = 5.0) -> bytes:
@@ -119,8 +122,7 @@ def test_a_slow_page_gets_everything_in_order_once_it_reads(hub, pair):
 def test_a_page_that_takes_nothing_is_dropped_after_the_write_timeout(hub, pair):
     server, page = pair
     ended = []
-    subscription = handed_over(hub, server, ended, small_buffer=True)
-    flood(subscription, 100, 8000)
+    subscription = flooded(hub, server, ended, 100, 8000)
     gevent.sleep(hub.write_timeout + 0.3)
     assert subscription.closed and subscription.writer is None
     assert server.fileno() == -1
@@ -131,8 +133,7 @@ def test_a_page_that_takes_nothing_is_dropped_after_the_write_timeout(hub, pair)
 def test_closing_while_the_writer_waits_lets_go_of_the_socket_once(hub, pair):
     server, page = pair
     ended = []
-    subscription = handed_over(hub, server, ended, small_buffer=True)
-    flood(subscription, 100, 8000)
+    subscription = flooded(hub, server, ended, 100, 8000)
     gevent.sleep(0.01)
     subscription.close(END_OF_RESPONSE)
     subscription.close(END_OF_RESPONSE)
@@ -174,7 +175,6 @@ def test_closed_before_the_hand_over(hub):
 def test_a_page_too_far_behind_is_dropped(hub, pair):
     server, page = pair
     ended = []
-    subscription = handed_over(hub, server, ended, small_buffer=True)
-    flood(subscription, 2000, 1000)
+    subscription = flooded(hub, server, ended, 2000, 1000)
     gevent.sleep(0.01)
     assert subscription.closed and server.fileno() == -1 and ended == [True]
