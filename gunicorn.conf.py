@@ -57,9 +57,11 @@ def on_exit(server):
 
 
 def worker_exit(server, worker):
-    """Streams ended by SIGTERM give back their leases and presence and log their line."""
+    """However the worker stops (SIGTERM, max_requests, its parent gone), the streams the hub holds
+    end with the last chunk, give back their leases and presence and log their line."""
     from fittribe.realtime.hub import sse
 
+    sse.shutdown()
     sse.wait_ended(2)
 
 

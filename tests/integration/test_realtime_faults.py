@@ -83,38 +83,58 @@ def test_hub_survives_a_redis_restart(tmp_path):
         server.wait(5)
 
 
+def start_gunicorn(database_url: str, redis_url: str, tmp_path, **settings: str) -> tuple[subprocess.Popen, int]:
+    """gunicorn with one gevent worker on its own port and channel prefix, once it accepts."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "BIND": f"127.0.0.1:{port}",
+           "WEB_CONCURRENCY": "1", "ACCESS_LOG": "", "STREAM_CAP_PER_CLIENT": "1000", "RATELIMIT_STREAM": "1000/minute",
+           "SSE_CHANNEL_PREFIX": f"faults-{port}:", "INSTANCE_PATH": str(tmp_path), **settings}
+    master = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return master, port
+        except OSError:
+            assert time.monotonic() < deadline and master.poll() is None
+            time.sleep(0.2)
+
+
+def open_streams(port: int, count: int) -> list[socket.socket]:
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    for sock in sockets:
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    for sock in sockets:
+        received = b""
+        while b": connected" not in received:
+            received += sock.recv(4096)
+    return sockets
+
+
+def ended_cleanly(sock: socket.socket) -> bool:
+    """The server ended the response (the last chunk), then the connection."""
+    sock.settimeout(5)
+    tail = b""
+    try:
+        while chunk := sock.recv(4096):
+            tail += chunk
+    except OSError:
+        return False
+    return tail.endswith(b"0\r\n\r\n")
+
+
 def test_streams_leave_the_request_pool_and_end_on_sigterm_in_under_5_seconds(app, database_url, redis_url, tmp_path):
     """100 open streams on a worker that serves 20 requests at a time: once their headers are out
     the hub holds the sockets, so a page still loads; SIGTERM ends them all cleanly, fast, and
     gives their leases back before the worker exits."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "BIND": f"127.0.0.1:{port}",
-           "WEB_CONCURRENCY": "1", "WORKER_CONNECTIONS": "20", "ACCESS_LOG": "", "STREAM_CAP_PER_CLIENT": "1000",
-           "RATELIMIT_STREAM": "1000/minute", "SSE_CHANNEL_PREFIX": f"sigterm-{port}:", "INSTANCE_PATH": str(tmp_path)}
-    master = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    master, port = start_gunicorn(database_url, redis_url, tmp_path, WORKER_CONNECTIONS="20")
     leases = redis_lib.Redis.from_url(redis_url)
     lease_key = "fittribe:streams:ip:127.0.0.1"
     sockets = []
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                sockets.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-                break
-            except OSError:
-                assert time.monotonic() < deadline and master.poll() is None
-                time.sleep(0.2)
-        sockets.pop().close()
         others = set(leases.zrange(lease_key, 0, -1))
-        for _ in range(100):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            sockets.append(sock)
-        for sock in sockets:
-            received = b""
-            while b": connected" not in received:
-                received += sock.recv(4096)
+        sockets = open_streams(port, 100)
         ours = set(leases.zrange(lease_key, 0, -1)) - others
         assert len(ours) == 100
         # Connection: close, or the idle keep-alive connection would hold the worker on SIGTERM.
@@ -125,22 +145,32 @@ def test_streams_leave_the_request_pool_and_end_on_sigterm_in_under_5_seconds(ap
         master.send_signal(signal.SIGTERM)
         master.wait(timeout=15)
         stopped_in = time.monotonic() - started
-        ended = 0
-        for sock in sockets:
-            sock.settimeout(2)
-            try:
-                tail = b""
-                while chunk := sock.recv(4096):
-                    tail += chunk
-                ended += tail.endswith(b"0\r\n\r\n")  # the response ended, then the connection
-            except OSError:
-                pass
+        ended = sum(ended_cleanly(sock) for sock in sockets)
         print(f"gunicorn with 100 open streams stopped in {stopped_in:.2f} s; {ended} streams ended cleanly")
         assert stopped_in < 5
         assert ended == 100
         assert not ours & set(leases.zrange(lease_key, 0, -1))
     finally:
         if master.poll() is None:
+            master.kill()
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_worker_restarted_by_max_requests_ends_its_streams_cleanly(app, database_url, redis_url, tmp_path):
+    master, port = start_gunicorn(database_url, redis_url, tmp_path, GUNICORN_CMD_ARGS="--max-requests 5")
+    sockets = []
+    try:
+        sockets = open_streams(port, 2)  # two requests
+        for _ in range(3):  # the worker exits after its fifth request; gunicorn starts another
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5, headers={"Connection": "close"})
+        assert all(ended_cleanly(sock) for sock in sockets)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    finally:
+        master.send_signal(signal.SIGTERM)
+        try:
+            master.wait(timeout=15)
+        except subprocess.TimeoutExpired:
             master.kill()
         for sock in sockets:
             sock.close()
