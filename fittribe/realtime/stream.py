@@ -132,7 +132,7 @@ def stream():
         presence.stream_opened(trainer_id, stream_id)
 
     # Subscribe before reading the replay, so nothing falls between the two; what arrives
-    # twice is dropped by id in the generator.
+    # twice is dropped by id (skip_ids).
     sock = _gunicorn_socket(request.environ)
     subscription = sse.subscribe(channels, hub_writes=sock is not None)
     first = [b": connected\n\n"]
