@@ -8,14 +8,15 @@ MARKER = "window.__noReload"
 PASSWORD = "fittribe-demo"
 
 
-def log_in(page: Page, base_url: str, email: str) -> None:
-    """Through the real login form: htmx posts it and follows HX-Redirect to the dashboard."""
+def log_in(page: Page, base_url: str, email: str, lands_on: str = "/dashboard/") -> None:
+    """Through the real login form (posted by htmx, or plainly with JavaScript off); members and
+    trainers land on their dashboard, admins on trainer approvals (`lands_on="/admin/trainers"`)."""
     page.goto(f"{base_url}/login")
     form = page.locator("#login-form")
     form.get_by_label("Email").fill(email)
     form.get_by_label("Password", exact=True).fill(PASSWORD)
     form.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{base_url}/dashboard/")
+    expect(page).to_have_url(f"{base_url}{lands_on}")
 
 
 def expect_live(page: Page) -> None:

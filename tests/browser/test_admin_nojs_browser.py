@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from fittribe.extensions import db
 from fittribe.seed import seed_history
-from tests.browser.pages import PASSWORD
+from tests.browser.pages import log_in
 
 pytestmark = pytest.mark.browser
 
@@ -18,11 +18,7 @@ def test_admin_pages_work_without_javascript(app, live_server, demo, new_context
         seed_history()  # past sessions, payments and reported reviews to moderate
         db.session.remove()
     page = new_context(java_script_enabled=False).new_page()
-    page.goto(f"{live_server}/login")
-    page.get_by_label("Email").fill("admin@fittribe.example")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{live_server}/admin/trainers")
+    log_in(page, live_server, "admin@fittribe.example", lands_on="/admin/trainers")
 
     # Analytics: figures and charts render server-side; the date range is a plain GET form.
     page.get_by_role("link", name="Analytics").click()

@@ -14,7 +14,7 @@ from fittribe.models import TrainerProfile, User
 from fittribe.services import analytics
 from fittribe.services import booking as booking_service
 from fittribe.services import payments
-from tests.browser.pages import PASSWORD, assert_same_document, open_live_page
+from tests.browser.pages import assert_same_document, log_in, open_live_page
 
 pytestmark = pytest.mark.browser
 
@@ -35,18 +35,10 @@ def book_and_pay(app) -> None:
             db.session.remove()
 
 
-def log_in_as_admin(page, base_url: str) -> None:
-    """The real login form (pages.log_in expects the member/trainer dashboard; admins land on approvals)."""
-    page.goto(f"{base_url}/login")
-    page.get_by_label("Email").fill("admin@fittribe.example")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{base_url}/admin/trainers")
-
 
 def test_open_analytics_page_updates_live_when_a_booking_is_paid(app, live_server, demo, new_context):
     page = new_context().new_page()
-    log_in_as_admin(page, live_server)
+    log_in(page, live_server, "admin@fittribe.example", lands_on="/admin/trainers")
     open_live_page(page, f"{live_server}/admin/analytics")
     # The demo: one confirmed session with Maya, paid today (65 USD).
     expect(page.locator("#bookings-total")).to_have_text("1")
@@ -73,7 +65,7 @@ def test_open_analytics_page_updates_live_when_a_booking_is_paid(app, live_serve
 
 def test_a_burst_of_changes_does_not_cause_a_storm_of_requests(app, live_server, demo, new_context):
     page = new_context().new_page()
-    log_in_as_admin(page, live_server)
+    log_in(page, live_server, "admin@fittribe.example", lands_on="/admin/trainers")
     open_live_page(page, f"{live_server}/admin/analytics")
     fetched = []
     page.on("request", lambda request: fetched.append(request.url.split("?")[0].rsplit("/", 1)[-1])
@@ -94,7 +86,7 @@ def test_a_burst_of_changes_does_not_cause_a_storm_of_requests(app, live_server,
 
 def test_analytics_work_with_javascript_off(live_server, demo, new_context):
     page = new_context(java_script_enabled=False).new_page()
-    log_in_as_admin(page, live_server)
+    log_in(page, live_server, "admin@fittribe.example", lands_on="/admin/trainers")
     page.get_by_role("link", name="Analytics").click()
     expect(page.get_by_role("heading", name="Analytics", exact=True)).to_be_visible()
     expect(page.locator("#revenue-30d")).to_have_text("65.00 USD")

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.pages import PASSWORD, assert_same_document, log_in, open_live_page
+from tests.browser.pages import assert_same_document, log_in, open_live_page
 
 pytestmark = pytest.mark.browser
 
@@ -77,11 +77,7 @@ def visitor_tz(page: Page):
 
 def test_the_whole_booking_flow_works_with_javascript_off(live_server, demo, new_context):
     page = new_context(java_script_enabled=False).new_page()
-    page.goto(f"{live_server}/login")
-    page.get_by_label("Email").fill("member@fittribe.example")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{live_server}/dashboard/")
+    log_in(page, live_server, "member@fittribe.example")
     page.goto(f"{live_server}/trainers/lucia-fernandez")
     hold_first_free_time(page)
     pay_with_test_card(page)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from fittribe.extensions import db
 from fittribe.models import Booking, BookingStatus, TrainerProfile, User
 from fittribe.services import reviews as review_service
-from tests.browser.pages import PASSWORD, assert_same_document, log_in, open_live_page
+from tests.browser.pages import assert_same_document, log_in, open_live_page
 
 pytestmark = pytest.mark.browser
 
@@ -32,15 +32,6 @@ def completed_session(app, member_email: str, days_ago: int) -> int:
         db.session.commit()
         return booking.id
 
-
-def log_in_as_admin(page: Page, base_url: str) -> None:
-    """The real login form (pages.log_in expects a dashboard; admins land on trainer approvals)."""
-    page.goto(f"{base_url}/login")
-    form = page.locator("#login-form")
-    form.get_by_label("Email").fill("admin@fittribe.example")
-    form.get_by_label("Password", exact=True).fill(PASSWORD)
-    form.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{base_url}/admin/trainers")
 
 
 def review(app, booking_id: int, rating: int, text: str) -> int:
@@ -89,7 +80,7 @@ def test_an_admin_hides_a_reported_review_and_it_leaves_open_profiles(app, live_
     expect(visitor.locator("#rating-summary")).to_contain_text("★ 3.0")
 
     admin = new_context().new_page()
-    log_in_as_admin(admin, live_server)
+    log_in(admin, live_server, "admin@fittribe.example", lands_on="/admin/trainers")
     open_live_page(admin, f"{live_server}/admin/reviews")
     expect(admin.locator("#review-moderation")).to_contain_text("Reported reviews (0)")
 
