@@ -146,9 +146,10 @@ def test_profile_calendar_shows_free_times_on_the_viewers_clock_and_drops_held_o
 
     with app.app_context():
         trainer, member = maya(db.session), user(db.session, "member@fittribe.example")
-        slot = booking.slots_for(trainer, 60, days=7)[0]
+        shortest = trainer.session_lengths[0]  # the calendar lays out her shortest session
+        slot = booking.slots_for(trainer, shortest, days=7)[0]
         assert slot.local(trainer.time_zone)[0].isoformat() == first_time
-        booking.hold(member, trainer, slot.starts_at, 60)
+        booking.hold(member, trainer, slot.starts_at, shortest)
     assert first_time not in client.get("/trainers/maya-chen/calendar").get_data(as_text=True)
 
     visitor.login("member@fittribe.example")  # Sam lives in Europe/London
