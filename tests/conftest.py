@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -23,9 +22,8 @@ import redis as redis_lib
 import requests
 from sqlalchemy import text
 
-from tests.helpers import Browser
+from tests.helpers import ROOT, Browser
 
-ROOT = Path(__file__).resolve().parent.parent
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -1,8 +1,10 @@
 """Helpers shared by the tests."""
 import html
 import re
+from pathlib import Path
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf-token" content="([^"]+)"')
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 HTMX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 def free_port() -> int:

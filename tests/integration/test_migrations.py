@@ -8,8 +8,7 @@ from pathlib import Path
 import psycopg
 
 from tests.conftest import SERVER_URL, _psycopg_url, _with_database
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 def flask_db(database_url: str, instance: Path, *args: str) -> str:

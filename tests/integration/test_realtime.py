@@ -1,6 +1,10 @@
 """The real-time layer against a real gunicorn + gevent server, PostgreSQL and Redis:
 authorized channels, outbox replay, relay, presence, notifications and stream hygiene."""
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -14,7 +18,7 @@ from fittribe.models import Event, Notification, TrainerProfile, User
 from fittribe.realtime import outbox, presence
 from fittribe.realtime.channels import PUBLIC
 from fittribe.services.notify import notify
-from tests.helpers import SSEClient, live_login
+from tests.helpers import ROOT, SSEClient, live_login
 
 
 def user_id(app, email: str) -> int:
@@ -165,6 +169,61 @@ def test_relay_publishes_what_a_crash_left_unpublished(app, live_server, demo):
         assert event["data"] == "survived a crash"
     finally:
         stream.close()
+
+
+DIES_BETWEEN_COMMIT_AND_PUBLISH = """
+import os, signal, sys
+from fittribe import create_app
+from fittribe.extensions import db
+from fittribe.realtime import outbox
+from fittribe.services.notify import notify
+
+def killed(rows):  # called after the commit, before anything reaches Redis
+    os.kill(os.getpid(), signal.SIGKILL)
+
+outbox.publish = killed
+with create_app().app_context():
+    notify(int(sys.argv[1]), "test", "Sent by a process that died before publishing", "/notifications/")
+    db.session.commit()
+"""
+
+
+def _published(app, event_id: int) -> bool:
+    with app.app_context():
+        return db.session.get(Event, event_id).published_at is not None
+
+
+def test_a_publisher_killed_between_commit_and_publish_is_delivered_by_the_worker(app, live_server, member_session,
+                                                                                  tmp_path):
+    member = user_id(app, "member@fittribe.example")
+    env = {**os.environ, "FITTRIBE_ENV": "development", "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+           "REDIS_URL": app.config["REDIS_URL"], "SSE_CHANNEL_PREFIX": app.config["SSE_CHANNEL_PREFIX"],
+           "INSTANCE_PATH": str(tmp_path), "OUTBOX_RELAY_AFTER": "1"}
+    stream = SSEClient(member_session, live_server + "/stream")
+    worker = None
+    try:
+        stream.next(comments=True)
+        publisher = subprocess.run([sys.executable, "-c", DIES_BETWEEN_COMMIT_AND_PUBLISH, str(member)],
+                                   cwd=ROOT, env=env, timeout=60)
+        assert publisher.returncode == -signal.SIGKILL
+        with app.app_context():
+            orphan = db.session.scalars(select(Event).order_by(Event.id.desc())).first()
+            assert orphan.channel == f"user:{member}" and orphan.published_at is None  # committed, not published
+            orphan_id = orphan.id
+
+        worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        delivered = stream.events_until(lambda e: e.get("id") == str(orphan_id), timeout=30)[-1]
+        assert "Sent by a process that died before publishing" in delivered["data"]
+        deadline = time.monotonic() + 10  # the relay marks it published just after publishing
+        while not _published(app, orphan_id):
+            assert time.monotonic() < deadline, "the relay never marked the event published"
+            time.sleep(0.1)
+    finally:
+        stream.close()
+        if worker is not None:
+            worker.terminate()
+            assert worker.wait(timeout=15) == 0  # the worker stops cleanly on SIGTERM
 
 
 def test_prune_removes_old_published_events_only(app):

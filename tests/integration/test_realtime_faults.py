@@ -8,15 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis as redis_lib
 import requests
 
 from fittribe.realtime.hub import RealtimeHub
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
