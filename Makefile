@@ -16,7 +16,7 @@ test: install-dev assets ## the whole suite (PostgreSQL 127.0.0.1:5432/test, Red
 # Tests that pass at one hour and fail at another (a seeded session next to the test's own, a
 # slot that fits 30 minutes but not 60) show up here: `make test-shifted CLOCK_SHIFT_HOURS=14`.
 CLOCK_SHIFT_HOURS ?= 12
-# (time_machine is imported before pytest could rewrite its plugin: that warning is expected.)
+# (-W: time_machine is imported before pytest starts, so pytest cannot rewrite its plugin.)
 test-shifted: install-dev assets ## the whole suite with the wall clock CLOCK_SHIFT_HOURS ahead
 	SHIFT_CLOCK_HOURS=$(CLOCK_SHIFT_HOURS) PYTHONPATH=$(CURDIR)/tests/clock_shift $(BIN)/python -m pytest -W "ignore:Module already imported:pytest.PytestAssertRewriteWarning" $(PYTEST_ARGS)
 
