@@ -100,7 +100,7 @@ def free_slots(weekly: list[WeeklyHours], overrides: list[DateOverride], busy: l
                     starts_at = local.astimezone(UTC)
                     ends_at = starts_at + policy.length
                     if (earliest <= starts_at <= latest_start and ends_at <= range_end_utc
-                            and not _overlaps(starts_at - policy.buffer_before, ends_at + policy.buffer_after, taken)):
+                            and not _too_close(starts_at, ends_at, policy, taken)):
                         slots.add(Slot(starts_at, ends_at))
                 # Step on the wall clock, so 09:00, 09:30 … stay on the half hour across DST.
                 local = (local.replace(tzinfo=None) + policy.step).replace(tzinfo=zone)
@@ -114,8 +114,13 @@ def free_slots(weekly: list[WeeklyHours], overrides: list[DateOverride], busy: l
     return sorted(slots)[:limit]
 
 
-def _overlaps(starts_at: datetime, ends_at: datetime, taken: list[Busy]) -> bool:
-    return any(b.starts_at < ends_at and starts_at < b.ends_at for b in taken)
+def _too_close(starts_at: datetime, ends_at: datetime, policy: Policy, taken: list[Busy]) -> bool:
+    """Neither may the new session's buffers touch a booked session, nor the new session a booked
+    one's buffers. Buffers may share time with each other: between two sessions the gap is the
+    larger buffer that applies (the after-buffer of the first, the before-buffer of the second)."""
+    before, after = policy.buffer_before, policy.buffer_after
+    return any((b.starts_at < ends_at + after and starts_at - before < b.ends_at)
+               or (b.starts_at - before < ends_at and starts_at < b.ends_at + after) for b in taken)
 
 
 def next_available(weekly, overrides, busy, policy: Policy, now: datetime) -> Slot | None:

@@ -65,8 +65,8 @@ def test_bad_holds_change_nothing(db_session, demo, starts_at, length, message):
 
 def test_a_member_may_hold_only_a_few_slots(db_session, demo):
     trainer, member = maya(db_session), user(db_session, "member@fittribe.example")
-    for n in range(3):
-        booking.hold(member, trainer, MONDAY_6AM + timedelta(hours=n + (n > 0)), 60, now=NOW)
+    for n in range(3):  # 06:00, 07:30, 09:00: her 15 minutes after each session kept free
+        booking.hold(member, trainer, MONDAY_6AM + timedelta(minutes=90 * n), 60, now=NOW)
     with pytest.raises(BookingError, match="already hold"):
         booking.hold(member, trainer, MONDAY_6AM + timedelta(days=1), 60, now=NOW)
 

@@ -53,6 +53,21 @@ def test_existing_bookings_and_buffers():
     assert starts(buffered) == ["06-01 07:00", "06-01 07:30", "06-01 10:30", "06-01 11:00"]
 
 
+def test_a_buffer_after_sessions_keeps_a_gap_after_booked_ones_too():
+    """Only an after-buffer (the demo trainers' setting): the new session must not start inside
+    the booked session's cool-down, and must end its own cool-down before the booked one starts."""
+    weekly = [WeeklyHours(0, time(8), time(13))]
+    booked = [Busy(utc(2026, 6, 1, 9), utc(2026, 6, 1, 10))]  # 10:00-11:00 London
+    slots = free_slots(weekly, [], booked, policy(buffer_after=timedelta(minutes=15)), now=SUNDAY_BEFORE, days=2)
+    # 08:00 UTC would end at 09:00 with no cool-down before the booking; 10:00 would start inside
+    # the booking's cool-down (10:00-10:15).
+    assert starts(slots) == ["06-01 07:00", "06-01 07:30", "06-01 10:30", "06-01 11:00"]
+    wide_gap = free_slots(weekly, [], booked, policy(buffer_before=timedelta(minutes=45),
+                                                     buffer_after=timedelta(minutes=15)), now=SUNDAY_BEFORE, days=2)
+    # The larger buffer is the gap: 45 minutes before a session, whichever comes first.
+    assert starts(wide_gap) == ["06-01 07:00", "06-01 11:00"]
+
+
 def test_minimum_notice_and_horizon():
     weekly = [WeeklyHours(d, time(9), time(17)) for d in range(7)]
     now = utc(2026, 6, 1, 8, 10)  # 09:10 in London
