@@ -57,6 +57,11 @@ class Config:
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     REMEMBER_COOKIE_DURATION = 60 * 60 * 24 * 30
     FORCE_HTTPS = _bool("FORCE_HTTPS", False)
+    # How many proxies (load balancer, nginx) sit in front of gunicorn. With N > 0 the client's
+    # address and scheme are taken from the last N X-Forwarded-For/-Proto entries, so rate limits
+    # and stream caps count visitors, not the proxy. 0 (direct): those headers are ignored, as
+    # anyone could send them.
+    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", 0))
 
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     PASSWORD_RESET_MAX_AGE = int(os.environ.get("PASSWORD_RESET_MAX_AGE", 3600))

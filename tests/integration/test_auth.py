@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from fittribe.extensions import db
 from fittribe.models import Role, User
 
-from tests.helpers import HTMX, csrf_token_from, text_of
+from tests.helpers import HTMX, Browser, csrf_token_from, text_of
 
 GOOD_PASSWORD = "correct horse battery"
 
@@ -236,6 +236,32 @@ def test_login_is_rate_limited(app, visitor, demo):
     assert statuses[:10] == [422] * 10
     assert statuses[10:] == [429, 429]
     assert visitor.get("/login").status_code == 200  # GETs are not limited
+
+
+@pytest.fixture
+def app_behind_a_proxy(app):
+    from fittribe import create_app
+
+    shared = ("SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RATELIMIT_STORAGE_URI", "RATELIMIT_KEY_PREFIX",
+              "SSE_CHANNEL_PREFIX", "MAIL_OUTBOX_DIR")
+    return create_app("testing", **{key: app.config[key] for key in shared}, TRUSTED_PROXIES=1)
+
+
+def _wrong_logins_from(visitor, address: str, times: int) -> list[int]:
+    visitor.client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+    return [visitor.post_form("/login", {"email": "member@fittribe.example", "password": "wrong-password"})
+            .status_code for _ in range(times)]
+
+
+def test_behind_a_proxy_each_visitor_has_their_own_login_limit(app_behind_a_proxy, demo):
+    visitor = Browser(app_behind_a_proxy.test_client())
+    assert _wrong_logins_from(visitor, "203.0.113.7", 11)[-1] == 429
+    assert _wrong_logins_from(visitor, "203.0.113.8", 1) == [422]  # another visitor, same proxy
+
+
+def test_without_a_trusted_proxy_a_forged_forwarded_for_does_not_dodge_the_limit(app, visitor, demo):
+    statuses = [_wrong_logins_from(visitor, f"203.0.113.{n}", 1)[0] for n in range(11)]
+    assert statuses[-1] == 429
 
 
 def test_signup_is_rate_limited(app, visitor):
