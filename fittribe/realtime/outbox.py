@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import redis
 from flask import current_app, render_template
 from flask_sse import Message
-from sqlalchemy import delete, event as sa_event, select, update
+from sqlalchemy import delete, event as sa_event, func, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db
@@ -128,3 +128,13 @@ def events_after(last_id: int, channels: list[str], limit: int = 1000) -> list[E
     return list(db.session.scalars(
         select(Event).where(Event.id > last_id, Event.channel.in_(channels)).order_by(Event.id).limit(limit)
     ))
+
+
+def latest_id() -> int:
+    return db.session.scalar(select(func.max(Event.id))) or 0
+
+
+def pruned(event_id: int) -> bool:
+    """The page's last event is gone from the outbox though later ones exist: pruning took it,
+    and maybe some of what the page missed after it."""
+    return db.session.get(Event, event_id) is None and event_id < latest_id()

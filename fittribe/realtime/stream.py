@@ -12,8 +12,9 @@ import time
 import uuid
 from functools import cache
 
-from flask import abort, current_app, request
+from flask import abort, current_app, render_template, request
 from flask_login import current_user
+from flask_sse import Message
 from limits import parse_many
 
 from ..extensions import db, limiter, talisman
@@ -137,7 +138,13 @@ def stream():
     subscription = sse.subscribe(channels, hub_writes=sock is not None)
     first = [b": connected\n\n"]
     if last_id is not None:
-        replay = outbox.events_after(last_id, channels, limit=config["SSE_REPLAY_LIMIT"])
+        limit = config["SSE_REPLAY_LIMIT"]
+        replay = outbox.events_after(last_id, channels, limit=limit + 1)
+        if len(replay) > limit or outbox.pruned(last_id):
+            # Too far behind to catch up event by event: the page is asked to reload instead,
+            # and carries on from the newest id (so later reconnects replay from there).
+            first.append(str(Message(render_template("partials/stale_page.html"), id=outbox.latest_id())).encode())
+            replay = []
         for event in replay:
             first.append(str(outbox.sse_message(event.id, event.type, event.payload)).encode())
         subscription.skip_ids = {str(event.id) for event in replay}

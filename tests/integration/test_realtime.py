@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis as redis_lib
 import requests
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from fittribe.extensions import db
 from fittribe.models import Event, Notification, TrainerProfile, User
@@ -137,6 +137,50 @@ def test_replay_after_reconnect_then_live(app, live_server, member_session):
         assert [int(e["id"]) for e in after] == [live]  # no duplicates of the replayed ones
     finally:
         again.close()
+
+
+def test_a_page_too_far_behind_is_asked_to_reload_instead_of_a_partial_replay(app, live_server, member_session):
+    member = user_id(app, "member@fittribe.example")
+    first = send_notification(app, member, "seen")
+    limit = app.config["SSE_REPLAY_LIMIT"]
+    with app.app_context():  # more than the replay limit happened on the member's channel since
+        db.session.execute(insert(Event), [dict(channel=f"user:{member}", type="ping", payload={"data": str(n)},
+                                                published_at=datetime.now(timezone.utc)) for n in range(limit + 1)])
+        db.session.commit()
+        newest = outbox.latest_id()
+    stream = SSEClient(member_session, live_server + "/stream", headers={"Last-Event-ID": str(first)})
+    try:
+        notice = stream.next()
+        assert "missed updates while it was offline" in notice["data"] and 'hx-swap-oob="innerHTML:#flashes"' in notice["data"]
+        assert notice["id"] == str(newest)  # the page carries on from here
+        live = send_notification(app, member, "after the notice")
+        assert [e["id"] for e in stream.events_until(lambda e: e.get("id") == str(live))] == [str(live)]  # nothing replayed
+    finally:
+        stream.close()
+
+
+def test_a_page_whose_last_event_was_pruned_is_asked_to_reload(app, live_server, member_session):
+    member = user_id(app, "member@fittribe.example")
+    first = send_notification(app, member, "seen two days ago")
+    later = send_notification(app, member, "missed")
+    with app.app_context():
+        db.session.execute(update(Event).where(Event.id == first).values(
+            created_at=datetime.now(timezone.utc) - timedelta(hours=48)))
+        db.session.commit()
+        assert outbox.prune() == 1
+    stream = SSEClient(member_session, live_server + "/stream", headers={"Last-Event-ID": str(first)})
+    try:
+        notice = stream.next()
+        assert "missed updates while it was offline" in notice["data"] and notice["id"] == str(later)
+    finally:
+        stream.close()
+    # A page that saw the newest event is not bothered.
+    stream = SSEClient(member_session, live_server + "/stream", headers={"Last-Event-ID": str(later)})
+    try:
+        live = send_notification(app, member, "live")
+        assert [e["id"] for e in stream.events_until(lambda e: e.get("id") == str(live))] == [str(live)]
+    finally:
+        stream.close()
 
 
 def test_replay_accepts_a_query_parameter_and_rejects_garbage(app, live_server, member_session):
