@@ -18,7 +18,7 @@ from ..extensions import db
 from ..models import (AvailabilityOverride, Booking, BookingStatus, TrainerProfile, User,
                       WeeklyAvailability)
 from ..realtime import outbox
-from ..realtime.channels import trainer_channel, user_channel
+from ..realtime.channels import PUBLIC, trainer_channel, user_channel
 from . import analytics
 from .availability import Busy, DateOverride, Policy, Slot, WeeklyHours, free_slots
 from .notify import notify
@@ -57,8 +57,9 @@ def _active_busy(trainer_id: int, now: datetime, ignore_booking_id: int | None =
 
 def announce_slots_changed(trainer_id: int) -> None:
     """The trainer's free time changed: the search's next free start follows in the same
-    transaction, and every open profile of this trainer re-fetches its calendar (named SSE event)."""
-    refresh_next_available([trainer_id])
+    transaction, and every open profile of this trainer re-fetches its calendar (named SSE event);
+    when the next free start moved, so does every open card of the trainer (search, homepage)."""
+    refresh_next_available([trainer_id], announce=True)
     outbox.record(trainer_channel(trainer_id), type="slots-changed", data=str(trainer_id))
 
 
@@ -89,7 +90,8 @@ def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: d
                       days, limit)
 
 
-def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = None, skip_locked: bool = False) -> None:
+def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = None, skip_locked: bool = False,
+                           announce: bool = False) -> None:
     """Store each trainer's next free start (the search sorts and shows it), in the caller's
     transaction: the first slot of the shortest session, which fits wherever a longer one does.
 
@@ -97,7 +99,11 @@ def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = No
     an hours edit) apply one after the other and the later one computes with the earlier one
     committed; otherwise the last to commit could store a time the other has just taken. (FOR NO
     KEY UPDATE: a new booking's foreign key already holds KEY SHARE on the row, which a plain
-    FOR UPDATE would wait on, deadlocking two holds.)"""
+    FOR UPDATE would wait on, deadlocking two holds.)
+
+    With `announce`, a changed start is told to open cards (named event on `public`; each card
+    re-fetches it on its viewer's clock). The worker's refresh as time passes does not announce:
+    many trainers' starts move at the same half hour, and every open card would re-fetch at once."""
     ids = set(trainer_ids)
     if not ids:
         return
@@ -107,7 +113,10 @@ def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = No
                                   .with_for_update(key_share=True, skip_locked=skip_locked))
     for trainer in trainers:
         first = slots_for(trainer, min(trainer.session_lengths), now, limit=1)
-        trainer.next_available_at = first[0].starts_at if first else None
+        next_at = first[0].starts_at if first else None
+        if announce and next_at != (trainer.next_available_at and aware(trainer.next_available_at)):
+            outbox.record(PUBLIC, type=f"next-available-{trainer.id}", data=str(trainer.id))
+        trainer.next_available_at = next_at
 
 
 def refresh_stale_next_available(now: datetime | None = None, batch_size: int = 200) -> int:

@@ -1,7 +1,7 @@
 from decimal import Decimal
 from types import SimpleNamespace
 
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
 from ..models import Role, TrainerProfile
@@ -11,7 +11,7 @@ from ..services.booking import slots_for
 from ..services.reviews import visible_reviews
 from ..services.search import SearchFilters, all_specialties, find_listed_trainer, search_trainers
 from .forms import SearchForm
-from .htmx import render
+from .htmx import is_partial_request, render
 
 bp = Blueprint("trainers", __name__)
 
@@ -57,6 +57,16 @@ def calendar(slug: str):
     """The availability fragment alone (what the profile re-fetches live)."""
     trainer = find_listed_trainer(slug) or _unlisted_profile_for_owner_or_admin(slug)
     return render("partials/calendar.html", "partials/calendar.html", trainer=trainer, calendar=_calendar(trainer))
+
+
+@bp.get("/trainers/<slug>/next-available")
+def next_available(slug: str):
+    """A card's "Next available" on the viewer's clock (what open cards re-fetch live); without
+    htmx, the profile, which shows the same and more."""
+    trainer = find_listed_trainer(slug) or abort(404)
+    if not is_partial_request():
+        return redirect(url_for("trainers.profile", slug=slug))
+    return render("partials/next_available.html", "partials/next_available.html", trainer=trainer)
 
 
 CALENDAR_DAYS = 7

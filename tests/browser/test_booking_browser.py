@@ -1,7 +1,7 @@
 """The booking flow end to end in Chromium against the live gunicorn server: a member holds a time
 on a demo trainer's profile and pays with the simulated test card; the member sees the
-confirmation with the join link, while the trainer's open dashboard and another visitor's open
-profile page update live, without reloading. Then the same flow with JavaScript switched off."""
+confirmation with the join link, while the trainer's open dashboard, another visitor's open
+profile page and a search page's "Next available" update live, without reloading. Then the same flow with JavaScript switched off."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -50,15 +50,24 @@ def test_member_books_and_pays_while_the_trainer_and_a_visitor_watch_live(
     visitor_page = new_context().new_page()
     open_live_page(visitor_page, f"{live_server}/trainers/maya-chen")
     free_before = free_instants(visitor_page)
+    search_page = new_context().new_page()
+    open_live_page(search_page, f"{live_server}/trainers")
+    next_on_card = (search_page.locator(".trainer-card").filter(has=search_page.get_by_role("link", name="Maya Chen"))
+                    .locator("dd[hx-get$='/next-available'] time"))
 
     member_page = member_context.new_page()
     log_in(member_page, live_server, "member@fittribe.example")
     member_page.goto(f"{live_server}/trainers/maya-chen")
+    card_before = next_on_card.get_attribute("datetime")
     start = hold_first_free_time(member_page)
-    assert start in free_before
+    assert start in free_before and datetime.fromisoformat(card_before) == start
     # The visitor's open profile loses that time as soon as it is held.
     expect(visitor_page.locator(f"#availability time[datetime='{start.astimezone(visitor_tz(visitor_page)).isoformat()}']")
            ).to_have_count(0, timeout=PUSH_TIMEOUT_MS)
+    # Her card on another visitor's open search page moves on to her next free time (after a
+    # random delay of up to 2 s that spreads the cards' re-fetches).
+    expect(next_on_card).not_to_have_attribute("datetime", card_before, timeout=PUSH_TIMEOUT_MS + 2_000)
+    assert datetime.fromisoformat(next_on_card.get_attribute("datetime")) > start
 
     pay_with_test_card(member_page)
     # The trainer's open dashboard lists the new session, without a reload.
@@ -66,6 +75,7 @@ def test_member_books_and_pays_while_the_trainer_and_a_visitor_watch_live(
     expect(trainer_page.locator("#upcoming")).to_contain_text("Sam Member")
     assert_same_document(trainer_page)
     assert_same_document(visitor_page)
+    assert_same_document(search_page)
     assert start not in free_instants(visitor_page)
 
 

@@ -34,6 +34,7 @@ MATRIX = [
     ("GET", "/trainers", PUBLIC, None),
     ("GET", "/trainers/maya-chen", PUBLIC, None),
     ("GET", "/trainers/maya-chen/calendar", PUBLIC, None),
+    ("GET", "/trainers/maya-chen/next-available", (302,) * 7, None),  # a fragment: without htmx, the profile
     ("GET", "/trainers/maya-chen/rating", (302,) * 7, None),  # a fragment: without htmx, the profile
     ("GET", "/trainers/maya-chen/reviews", (302,) * 7, None),  # a fragment: without htmx, the profile
     ("GET", "/trainers/jordan-pending", (404, 404, 404, 404, 404, 200, 404), None),

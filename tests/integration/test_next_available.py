@@ -4,13 +4,14 @@ import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fittribe.extensions import db
-from fittribe.models import TrainerProfile, User
+from fittribe.models import Event, TrainerProfile, User
+from fittribe.realtime.channels import PUBLIC
 from fittribe.services import booking
 from fittribe.worker import JOBS
-from tests.helpers import text_of
+from tests.helpers import HTMX, text_of
 
 UTC = timezone.utc
 
@@ -96,6 +97,44 @@ def test_the_card_shows_it_on_the_viewers_clock(app, visitor, db_session, demo):
     html = text_of(visitor.get("/trainers?q=maya"))
     assert '<time datetime="2026-12-07T17:30:00+00:00">Mon 7 Dec, 17:30</time>' in html
     assert "Europe/London" in html and "trainer's time" not in html
+
+
+def next_available_events(session, trainer_id: int) -> int:
+    return session.scalar(select(func.count(Event.id)).where(
+        Event.channel == PUBLIC, Event.type == f"next-available-{trainer_id}"))
+
+
+def test_open_cards_are_told_when_the_next_free_start_moves_and_only_then(db_session, demo):
+    maya = trainer(db_session, "maya-chen")
+    member = db_session.scalar(select(User).where(User.email == "member@fittribe.example"))
+    first, shortest = maya.next_available_at, min(maya.session_lengths)
+    later = booking.slots_for(maya, shortest)[-1].starts_at  # her last free time: the first stays first
+    booking.hold(member, maya, later, shortest)
+    assert next_available_events(db_session, maya.id) == 0
+    booking.hold(member, maya, first, shortest)
+    assert stored(db_session, "maya-chen") > first
+    assert next_available_events(db_session, maya.id) == 1  # every open card of hers re-fetches it
+
+    # Time passing is not announced: many trainers' starts move at the same half hour.
+    maya.next_available_at = datetime.now(UTC) - timedelta(hours=1)
+    db_session.commit()
+    assert booking.refresh_stale_next_available() >= 1
+    assert next_available_events(db_session, maya.id) == 1
+
+
+def test_the_card_fragment_is_on_the_viewers_clock_and_the_profile_without_htmx(visitor, db_session, demo):
+    maya = trainer(db_session, "maya-chen")
+    maya.next_available_at = datetime(2026, 12, 7, 17, 30, tzinfo=UTC)
+    db_session.commit()
+    fragment = text_of(visitor.get("/trainers/maya-chen/next-available", headers=HTMX))
+    assert fragment.lstrip().startswith("<time") and "Mon 7 Dec, 09:30" in fragment
+    visitor.login("member@fittribe.example")
+    assert "Mon 7 Dec, 17:30" in text_of(visitor.get("/trainers/maya-chen/next-available", headers=HTMX))
+    plain = visitor.get("/trainers/maya-chen/next-available")
+    assert plain.status_code == 302 and plain.headers["Location"].endswith("/trainers/maya-chen")
+    assert visitor.get("/trainers/jordan-pending/next-available", headers=HTMX).status_code == 404  # not listed
+    search = text_of(visitor.get("/trainers?q=maya"))
+    assert f'hx-trigger="next-available-{maya.id} from:#live delay:' in search
 
 
 def test_the_worker_refreshes_stale_values_in_batches(db_session, demo):
