@@ -97,6 +97,9 @@ class Config:
     # Cancellation policy: a member cancelling at least this long before the start gets a full
     # refund, later none; a trainer (or admin) cancelling always refunds in full.
     CANCEL_FULL_REFUND_HOURS = float(os.environ.get("CANCEL_FULL_REFUND_HOURS", 24))
+    # A no-show may be reported from this many minutes after the start until this many hours after the end.
+    NO_SHOW_AFTER_START_MINUTES = float(os.environ.get("NO_SHOW_AFTER_START_MINUTES", 10))
+    NO_SHOW_REPORT_HOURS = float(os.environ.get("NO_SHOW_REPORT_HOURS", 48))
     # Reviews: a member may review a completed session for this many days after its end.
     REVIEW_WINDOW_DAYS = int(os.environ.get("REVIEW_WINDOW_DAYS", 30))
     RATELIMIT_REVIEWS = os.environ.get("RATELIMIT_REVIEWS", "10 per minute;60 per hour")  # reviews, replies, flags

@@ -1,10 +1,16 @@
-"""Changing a confirmed session: cancel (refund per the cancellation policy) or move it to another
-free time. Both need a reason, release the old time live, and tell both people.
+"""Changing a confirmed session: cancel (refund per the cancellation policy), move it to another
+free time, or report afterwards that the other person did not show up. Each needs a reason and
+tells both people.
 
 Policy (CANCEL_FULL_REFUND_HOURS, default 24): a member cancelling at least that long before the
 start gets a full refund, later none, and may move the session only while that window is open; a
 trainer (or an admin) may cancel or move any time before the start, and their cancellation always
-refunds in full."""
+refunds in full.
+
+No-shows (from NO_SHOW_AFTER_START_MINUTES after the start until NO_SHOW_REPORT_HOURS after the
+end, before any review): the trainer may report that the member did not come — the payment is kept,
+as for a late cancellation; the member may report that the trainer did not come — refunded in full
+and FitTribe's admins are told — unless the trainer opened the session (then it is for support)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +26,7 @@ from . import analytics, meetings, payments
 from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed, aware,
                       is_free, slots_for)
-from .notify import notify
+from .notify import notify, notify_admins
 
 REASON_MAX = 500
 
@@ -152,3 +158,69 @@ def _when(booking: Booking, reader: User, start: datetime | None = None) -> str:
     """The start on the reader's own clock, zone named (notification texts are stored as written)."""
     local = aware(start or booking.starts_at).astimezone(ZoneInfo(reader.time_zone))
     return local.strftime("%a %-d %b %H:%M ") + reader.time_zone.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class NoShowTerms:
+    """What reporting a no-show means for this person, shown before they confirm and then enforced."""
+    allowed: bool
+    refund: Payment | None
+    explanation: str
+
+
+def no_show_terms(booking: Booking, user: User, now: datetime | None = None) -> NoShowTerms:
+    now = now or datetime.now(timezone.utc)
+    config = current_app.config
+    opens = aware(booking.starts_at) + timedelta(minutes=config["NO_SHOW_AFTER_START_MINUTES"])
+    closes = aware(booking.ends_at) + timedelta(hours=config["NO_SHOW_REPORT_HOURS"])
+    if user.id not in (booking.member_id, booking.trainer.user_id):
+        return NoShowTerms(False, None, "Only the member or the trainer of a session can report a no-show.")
+    if booking.status not in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED) or booking.review is not None:
+        return NoShowTerms(False, None, "A no-show can be reported only for a confirmed session that has not been "
+                                        "reviewed.")
+    if not opens <= now <= closes:
+        return NoShowTerms(False, None, f"A no-show can be reported from {config['NO_SHOW_AFTER_START_MINUTES']:g} "
+                                        f"minutes after the start until {config['NO_SHOW_REPORT_HOURS']:g} hours "
+                                        "after the end.")
+    if user.id == booking.trainer.user_id:
+        return NoShowTerms(True, None, f"{booking.member.name} is told, and the payment is kept, as for a "
+                                       "cancellation at short notice.")
+    if booking.trainer_joined_at is not None:
+        return NoShowTerms(False, None, f"{booking.trainer.display_name} opened the session at "
+                                        f"{_when(booking, user, booking.trainer_joined_at)}. If something went "
+                                        "wrong, please write to support.")
+    payment = payments.succeeded_payment(booking)
+    return NoShowTerms(True, payment, f"{booking.trainer.display_name} and FitTribe are told"
+                                      + (", and your payment is refunded in full." if payment else "."))
+
+
+def report_no_show(booking: Booking, user: User, reason: str, now: datetime | None = None) -> NoShowTerms:
+    """The person reporting is recorded in cancelled_by_id and their words in cancel_reason."""
+    now = now or datetime.now(timezone.utc)
+    reason = _clean_reason(reason)
+    db.session.refresh(booking, with_for_update=True)  # a double submit waits, then finds it reported
+    terms = no_show_terms(booking, user, now)
+    if not terms.allowed:
+        db.session.rollback()
+        raise BookingError(terms.explanation)
+    if terms.refund is not None:
+        payments.refund(payments.provider_for(terms.refund), terms.refund)  # PaymentError: nothing changes
+    booking.status, booking.cancelled_by_id = BookingStatus.NO_SHOW, user.id
+    booking.cancel_reason, booking.cancelled_at = reason, now
+    analytics.announce_changed()
+    announce_sessions_changed(booking.member_id, booking.trainer.user_id)
+    member, trainer = booking.member, booking.trainer.user
+    link = f"/bookings/{booking.id}"
+    if user.id == trainer.id:
+        notify(member.id, "no_show", f"{booking.trainer.display_name} reported that you did not join the session "
+                                     f"on {_when(booking, member)}: {reason}.", link)
+    else:
+        refund_note = " Your payment is refunded in full." if terms.refund else ""
+        notify(member.id, "no_show", f"Your report that {booking.trainer.display_name} did not join the session on "
+                                     f"{_when(booking, member)} is recorded.{refund_note}", link)
+        notify(trainer.id, "no_show", f"{member.name} reported that you did not join the session on "
+                                      f"{_when(booking, trainer)}: {reason}.", link)
+        notify_admins("alert", f"Trainer no-show reported: {booking.trainer.display_name}, session "
+                                 f"{booking.id} with {member.name}: {reason}", link)
+    db.session.commit()
+    return terms

@@ -19,7 +19,7 @@ SUBJECTS = {"confirmed": "Your FitTribe session is booked", "cancelled": "A FitT
             "rescheduled": "A FitTribe session moved", "refund": "Your FitTribe refund",
             "reminder": "Your FitTribe session is coming up", "meeting": "Your FitTribe video link is ready",
             "alert": "FitTribe admin alert",
-            "hold-expired": "A held FitTribe time ran out"}
+            "hold-expired": "A held FitTribe time ran out", "no_show": "A FitTribe session was reported as a no-show"}
 
 
 def mail_notifications(batch_size: int = 50) -> int:

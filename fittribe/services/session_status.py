@@ -36,6 +36,9 @@ def status_of(booking: Booking, now: datetime) -> SessionStatus:
         return SessionStatus("held", "Held — pay to confirm")
     if booking.status is BookingStatus.COMPLETED or (booking.status is BookingStatus.CONFIRMED and now >= end):
         return SessionStatus("completed", "Completed")
+    if booking.status is BookingStatus.NO_SHOW:
+        absent = "member" if booking.cancelled_by_id == booking.trainer.user_id else "trainer"
+        return SessionStatus("no_show", f"No-show ({absent})")
     if booking.status is not BookingStatus.CONFIRMED:
         return SessionStatus(booking.status.value, booking.status.value.replace("_", " ").capitalize())
     can_join = bool(booking.meeting_url) and now >= start - JOIN_OPENS

@@ -63,6 +63,7 @@ def show(booking_id: int):
                   google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
                   held=found.status is BookingStatus.HELD and booking_service.aware(found.hold_expires_at) > now,
                   changeable=booking_changes.cancel_terms(found, current_user, now).allowed,
+                  no_show_reportable=booking_changes.no_show_terms(found, current_user, now).allowed,
                   payments_made=payments.payments_of(found), **booking_review_context(found))
 
 
@@ -98,6 +99,29 @@ def cancel(booking_id: int):
             flash("The session is cancelled." + (" The payment is refunded in full." if terms.refund else ""), "info")
             return see_other(url_for("bookings.show", booking_id=found.id))
     return render("pages/booking_cancel.html", "pages/booking_cancel.html", status=422 if error else 200,
+                  booking=found, terms=terms, error=error, reason=request.form.get("reason", ""))
+
+
+@bp.route("/bookings/<int:booking_id>/no-show", methods=["GET", "POST"])
+@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@login_required
+def no_show(booking_id: int):
+    """Shows what reporting a no-show means (refund or not) before the person confirms with what happened."""
+    found = _own_booking(booking_id)
+    terms = booking_changes.no_show_terms(found, current_user)
+    error = None
+    if request.method == "POST":
+        try:
+            terms = booking_changes.report_no_show(found, current_user, request.form.get("reason", ""))
+        except booking_service.BookingError as problem:
+            error = str(problem)
+        except payments.PaymentError as problem:
+            db.session.rollback()
+            error = str(problem)
+        else:
+            flash("The no-show is recorded." + (" The payment is refunded in full." if terms.refund else ""), "info")
+            return see_other(url_for("bookings.show", booking_id=found.id))
+    return render("pages/booking_no_show.html", "pages/booking_no_show.html", status=422 if error else 200,
                   booking=found, terms=terms, error=error, reason=request.form.get("reason", ""))
 
 

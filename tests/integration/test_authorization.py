@@ -68,6 +68,8 @@ MATRIX = [
     ("GET", "/bookings/{booking_id}/calendar.ics", BOOKING_PARTIES, None),
     ("GET", "/bookings/{booking_id}/cancel", BOOKING_PARTIES, None),
     ("POST", "/bookings/{booking_id}/cancel", (302, 422, 404, 422, 404, 422, 302), {}),
+    ("GET", "/bookings/{booking_id}/no-show", BOOKING_PARTIES, None),
+    ("POST", "/bookings/{booking_id}/no-show", (302, 422, 404, 422, 404, 422, 302), {}),
     ("GET", "/bookings/{booking_id}/reschedule", BOOKING_PARTIES, None),
     ("POST", "/bookings/{booking_id}/reschedule", (302, 422, 404, 422, 404, 422, 302), {}),
     ("POST", "/bookings/{booking_id}/join", (302, 409, 404, 409, 404, 403, 302), {}),

@@ -134,3 +134,77 @@ def test_member_cannot_move_a_session_inside_the_policy_window(app, far):
         late = booking_service.aware(booking.starts_at) - timedelta(hours=5)
         assert not booking_changes.can_reschedule(booking, member, late)
         assert booking_changes.can_reschedule(booking, trainer, late)
+
+
+# --- no-shows ---------------------------------------------------------------------------------
+
+def _started(app, booking_id: int, minutes_ago: int) -> None:
+    """Move the paid session so it started `minutes_ago` (an hour long)."""
+    with app.app_context():
+        booking = db.session.get(Booking, booking_id)
+        booking.starts_at = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
+        booking.ends_at = booking.starts_at + timedelta(hours=1)
+        db.session.commit()
+
+
+def test_member_reports_that_the_trainer_did_not_come_and_is_refunded(app, visitor, far):
+    _started(app, far, 20)
+    visitor.login("member@fittribe.example")
+    assert "The trainer did not come" in text_of(visitor.get(f"/bookings/{far}"))
+    page = visitor.get(f"/bookings/{far}/no-show")
+    assert page.status_code == 200 and "your payment is refunded in full" in text_of(page)
+    empty = visitor.post_form(f"/bookings/{far}/no-show", {"reason": " "})
+    assert empty.status_code == 422 and "give a short reason" in text_of(empty)
+    assert _state(app, far)[:2] == (BookingStatus.CONFIRMED, [PaymentStatus.SUCCEEDED])
+
+    response = visitor.post_form(f"/bookings/{far}/no-show", {"reason": "Waited 20 minutes, nobody joined"})
+    assert response.status_code == 303
+    assert _state(app, far)[:2] == (BookingStatus.NO_SHOW, [PaymentStatus.REFUNDED])
+    told = _messages(app, "no_show")
+    assert len(told) == 2 and any("refunded in full" in m for m in told)
+    assert any("Sam Member reported that you did not join" in m and "Waited 20 minutes" in m for m in told)
+    assert any("Trainer no-show reported: Maya Chen" in m for m in _messages(app, "alert"))  # admins follow up
+    shown = text_of(visitor.get(f"/bookings/{far}"))
+    assert "Sam Member reported that Maya Chen did not come:" in shown and "Waited 20 minutes, nobody joined" in shown
+    again = visitor.post_form(f"/bookings/{far}", {"reason": "again"}, post_url=f"/bookings/{far}/no-show")
+    assert again.status_code == 422 and len(_messages(app, "no_show")) == 2  # a double submit changes nothing
+
+
+def test_trainer_reports_that_the_member_did_not_come_and_the_payment_is_kept(app, far):
+    from fittribe.services.session_status import status_of
+
+    with app.app_context():
+        booking = db.session.get(Booking, far)
+        trainer = db.session.get(User, booking.trainer.user_id)
+        after = booking_service.aware(booking.ends_at) + timedelta(hours=1)
+        booking.status = BookingStatus.COMPLETED  # the worker completed it at the end
+        db.session.commit()
+        terms = booking_changes.report_no_show(booking, trainer, "Never showed up", now=after)
+        assert terms.refund is None
+        assert status_of(booking, after).label == "No-show (member)"
+    assert _state(app, far)[:2] == (BookingStatus.NO_SHOW, [PaymentStatus.SUCCEEDED])
+    [told] = _messages(app, "no_show")
+    assert "Maya Chen reported that you did not join" in told and "Never showed up" in told
+
+
+def test_a_no_show_is_reported_only_in_its_window_by_the_two_people_and_not_once_the_trainer_joined(app, far):
+    with app.app_context():
+        booking = db.session.get(Booking, far)
+        member = db.session.get(User, booking.member_id)
+        trainer = db.session.get(User, booking.trainer.user_id)
+        admin = db.session.scalar(select(User).where(User.email == "admin@fittribe.example"))
+        start, end = booking_service.aware(booking.starts_at), booking_service.aware(booking.ends_at)
+        terms = booking_changes.no_show_terms
+        assert not terms(booking, member, start + timedelta(minutes=5)).allowed  # give them ten minutes
+        assert terms(booking, member, start + timedelta(minutes=10)).allowed
+        assert terms(booking, trainer, end + timedelta(hours=47)).allowed
+        assert not terms(booking, trainer, end + timedelta(hours=49)).allowed  # too late to report
+        assert not terms(booking, admin, start + timedelta(minutes=30)).allowed
+        booking.trainer_joined_at = start + timedelta(minutes=2)
+        db.session.commit()
+        refused = terms(booking, member, start + timedelta(minutes=30))
+        assert not refused.allowed and "opened the session at" in refused.explanation
+        assert terms(booking, trainer, start + timedelta(minutes=30)).allowed  # she can still report the member
+        with pytest.raises(booking_service.BookingError, match="opened the session"):
+            booking_changes.report_no_show(booking, member, "Nobody came", now=start + timedelta(minutes=30))
+    assert _state(app, far)[:2] == (BookingStatus.CONFIRMED, [PaymentStatus.SUCCEEDED])
