@@ -32,8 +32,9 @@ REASON_MAX = 500
 
 
 @dataclass(frozen=True)
-class CancelTerms:
-    """What cancelling now means for this person, shown before they confirm and then enforced."""
+class ChangeTerms:
+    """What cancelling (or reporting a no-show) now means for this person, shown before they
+    confirm and then enforced."""
     allowed: bool
     refund: Payment | None
     explanation: str
@@ -48,19 +49,19 @@ def _refund_window_open(booking: Booking, now: datetime) -> bool:
     return aware(booking.starts_at) - now >= timedelta(hours=hours)
 
 
-def cancel_terms(booking: Booking, user: User, now: datetime | None = None) -> CancelTerms:
+def cancel_terms(booking: Booking, user: User, now: datetime | None = None) -> ChangeTerms:
     now = now or datetime.now(timezone.utc)
     if booking.status is not BookingStatus.CONFIRMED or aware(booking.starts_at) <= now:
-        return CancelTerms(False, None, "Only a confirmed session that has not started can be cancelled.")
+        return ChangeTerms(False, None, "Only a confirmed session that has not started can be cancelled.")
     payment = payments.succeeded_payment(booking)
     hours = current_app.config["CANCEL_FULL_REFUND_HOURS"]
     if _by_member(booking, user) and not _refund_window_open(booking, now):
-        return CancelTerms(True, None, f"It starts in less than {hours:g} hours, so there is no refund.")
+        return ChangeTerms(True, None, f"It starts in less than {hours:g} hours, so there is no refund.")
     if payment is None:
-        return CancelTerms(True, None, "No payment was taken, so there is nothing to refund.")
+        return ChangeTerms(True, None, "No payment was taken, so there is nothing to refund.")
     if _by_member(booking, user):
-        return CancelTerms(True, payment, f"You cancel at least {hours:g} hours ahead, so the full payment is refunded.")
-    return CancelTerms(True, payment, "A cancellation by the trainer or FitTribe always refunds the member in full.")
+        return ChangeTerms(True, payment, f"You cancel at least {hours:g} hours ahead, so the full payment is refunded.")
+    return ChangeTerms(True, payment, "A cancellation by the trainer or FitTribe always refunds the member in full.")
 
 
 def _clean_reason(reason: str) -> str:
@@ -72,21 +73,29 @@ def _clean_reason(reason: str) -> str:
     return reason
 
 
-def cancel(booking: Booking, user: User, reason: str, now: datetime | None = None) -> CancelTerms:
-    now = now or datetime.now(timezone.utc)
+def _end(booking: Booking, user: User, reason: str, now: datetime, terms_for, status: BookingStatus
+         ) -> tuple[ChangeTerms, str]:
+    """End the session as `status` if the terms allow it now, refunding what they say; the
+    person and their reason are recorded in cancelled_by_id / cancel_reason. Not committed."""
     reason = _clean_reason(reason)
-    db.session.refresh(booking, with_for_update=True)  # a double submit waits, then finds it cancelled
-    terms = cancel_terms(booking, user, now)
+    db.session.refresh(booking, with_for_update=True)  # a double submit waits, then finds it ended
+    terms = terms_for(booking, user, now)
     if not terms.allowed:
         db.session.rollback()
         raise BookingError(terms.explanation)
     if terms.refund is not None:
         payments.refund(payments.provider_for(terms.refund), terms.refund)  # PaymentError: nothing changes
-    booking.status, booking.cancelled_by_id = BookingStatus.CANCELLED, user.id
+    booking.status, booking.cancelled_by_id = status, user.id
     booking.cancel_reason, booking.cancelled_at = reason, now
     analytics.announce_changed()
-    announce_slots_changed(booking.trainer_id)
     announce_sessions_changed(booking.member_id, booking.trainer.user_id)
+    return terms, reason
+
+
+def cancel(booking: Booking, user: User, reason: str, now: datetime | None = None) -> ChangeTerms:
+    now = now or datetime.now(timezone.utc)
+    terms, reason = _end(booking, user, reason, now, cancel_terms, BookingStatus.CANCELLED)
+    announce_slots_changed(booking.trainer_id)
     refund_note = " Your payment is refunded in full." if terms.refund else ""
     link = f"/bookings/{booking.id}"
     member, trainer = booking.member, booking.trainer.user
@@ -160,55 +169,35 @@ def _when(booking: Booking, reader: User, start: datetime | None = None) -> str:
     return local.strftime("%a %-d %b %H:%M ") + reader.time_zone.replace("_", " ")
 
 
-@dataclass(frozen=True)
-class NoShowTerms:
-    """What reporting a no-show means for this person, shown before they confirm and then enforced."""
-    allowed: bool
-    refund: Payment | None
-    explanation: str
-
-
-def no_show_terms(booking: Booking, user: User, now: datetime | None = None) -> NoShowTerms:
+def no_show_terms(booking: Booking, user: User, now: datetime | None = None) -> ChangeTerms:
     now = now or datetime.now(timezone.utc)
     config = current_app.config
     opens = aware(booking.starts_at) + timedelta(minutes=config["NO_SHOW_AFTER_START_MINUTES"])
     closes = aware(booking.ends_at) + timedelta(hours=config["NO_SHOW_REPORT_HOURS"])
     if user.id not in (booking.member_id, booking.trainer.user_id):
-        return NoShowTerms(False, None, "Only the member or the trainer of a session can report a no-show.")
+        return ChangeTerms(False, None, "Only the member or the trainer of a session can report a no-show.")
     if booking.status not in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED) or booking.review is not None:
-        return NoShowTerms(False, None, "A no-show can be reported only for a confirmed session that has not been "
+        return ChangeTerms(False, None, "A no-show can be reported only for a confirmed session that has not been "
                                         "reviewed.")
     if not opens <= now <= closes:
-        return NoShowTerms(False, None, f"A no-show can be reported from {config['NO_SHOW_AFTER_START_MINUTES']:g} "
+        return ChangeTerms(False, None, f"A no-show can be reported from {config['NO_SHOW_AFTER_START_MINUTES']:g} "
                                         f"minutes after the start until {config['NO_SHOW_REPORT_HOURS']:g} hours "
                                         "after the end.")
     if user.id == booking.trainer.user_id:
-        return NoShowTerms(True, None, f"{booking.member.name} is told, and the payment is kept, as for a "
+        return ChangeTerms(True, None, f"{booking.member.name} is told, and the payment is kept, as for a "
                                        "cancellation at short notice.")
     if booking.trainer_joined_at is not None:
-        return NoShowTerms(False, None, f"{booking.trainer.display_name} opened the session at "
+        return ChangeTerms(False, None, f"{booking.trainer.display_name} opened the session at "
                                         f"{_when(booking, user, booking.trainer_joined_at)}. If something went "
                                         "wrong, please write to support.")
     payment = payments.succeeded_payment(booking)
-    return NoShowTerms(True, payment, f"{booking.trainer.display_name} and FitTribe are told"
+    return ChangeTerms(True, payment, f"{booking.trainer.display_name} and FitTribe are told"
                                       + (", and your payment is refunded in full." if payment else "."))
 
 
-def report_no_show(booking: Booking, user: User, reason: str, now: datetime | None = None) -> NoShowTerms:
-    """The person reporting is recorded in cancelled_by_id and their words in cancel_reason."""
+def report_no_show(booking: Booking, user: User, reason: str, now: datetime | None = None) -> ChangeTerms:
     now = now or datetime.now(timezone.utc)
-    reason = _clean_reason(reason)
-    db.session.refresh(booking, with_for_update=True)  # a double submit waits, then finds it reported
-    terms = no_show_terms(booking, user, now)
-    if not terms.allowed:
-        db.session.rollback()
-        raise BookingError(terms.explanation)
-    if terms.refund is not None:
-        payments.refund(payments.provider_for(terms.refund), terms.refund)  # PaymentError: nothing changes
-    booking.status, booking.cancelled_by_id = BookingStatus.NO_SHOW, user.id
-    booking.cancel_reason, booking.cancelled_at = reason, now
-    analytics.announce_changed()
-    announce_sessions_changed(booking.member_id, booking.trainer.user_id)
+    terms, reason = _end(booking, user, reason, now, no_show_terms, BookingStatus.NO_SHOW)
     member, trainer = booking.member, booking.trainer.user
     link = f"/bookings/{booking.id}"
     if user.id == trainer.id:

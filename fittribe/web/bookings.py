@@ -85,21 +85,8 @@ def release(booking_id: int):
 def cancel(booking_id: int):
     """Shows what cancelling means (refund or not) before the person confirms with a reason."""
     found = _own_booking(booking_id)
-    terms = booking_changes.cancel_terms(found, current_user)
-    error = None
-    if request.method == "POST":
-        try:
-            terms = booking_changes.cancel(found, current_user, request.form.get("reason", ""))
-        except booking_service.BookingError as problem:
-            error = str(problem)
-        except payments.PaymentError as problem:
-            db.session.rollback()
-            error = str(problem)
-        else:
-            flash("The session is cancelled." + (" The payment is refunded in full." if terms.refund else ""), "info")
-            return see_other(url_for("bookings.show", booking_id=found.id))
-    return render("pages/booking_cancel.html", "pages/booking_cancel.html", status=422 if error else 200,
-                  booking=found, terms=terms, error=error, reason=request.form.get("reason", ""))
+    return _confirmed_change(found, booking_changes.cancel_terms(found, current_user), booking_changes.cancel,
+                             "pages/booking_cancel.html", "The session is cancelled.")
 
 
 @bp.route("/bookings/<int:booking_id>/no-show", methods=["GET", "POST"])
@@ -108,21 +95,27 @@ def cancel(booking_id: int):
 def no_show(booking_id: int):
     """Shows what reporting a no-show means (refund or not) before the person confirms with what happened."""
     found = _own_booking(booking_id)
-    terms = booking_changes.no_show_terms(found, current_user)
+    return _confirmed_change(found, booking_changes.no_show_terms(found, current_user), booking_changes.report_no_show,
+                             "pages/booking_no_show.html", "The no-show is recorded.")
+
+
+def _confirmed_change(found: Booking, terms, change, page: str, done: str) -> Response:
+    """GET: the page saying what the change means. POST: make it with the reason given, or show
+    the page again with the problem (422), nothing changed."""
     error = None
     if request.method == "POST":
         try:
-            terms = booking_changes.report_no_show(found, current_user, request.form.get("reason", ""))
+            terms = change(found, current_user, request.form.get("reason", ""))
         except booking_service.BookingError as problem:
             error = str(problem)
         except payments.PaymentError as problem:
             db.session.rollback()
             error = str(problem)
         else:
-            flash("The no-show is recorded." + (" The payment is refunded in full." if terms.refund else ""), "info")
+            flash(done + (" The payment is refunded in full." if terms.refund else ""), "info")
             return see_other(url_for("bookings.show", booking_id=found.id))
-    return render("pages/booking_no_show.html", "pages/booking_no_show.html", status=422 if error else 200,
-                  booking=found, terms=terms, error=error, reason=request.form.get("reason", ""))
+    return render(page, page, status=422 if error else 200, booking=found, terms=terms, error=error,
+                  reason=request.form.get("reason", ""))
 
 
 @bp.route("/bookings/<int:booking_id>/reschedule", methods=["GET", "POST"])
