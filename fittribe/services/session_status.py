@@ -66,7 +66,7 @@ def sessions_for(user: User, now: datetime | None = None) -> tuple[list[Booking]
     past = db.session.scalars(select(Booking).options(*related).where(
         mine, Booking.status.in_([BookingStatus.CONFIRMED, BookingStatus.COMPLETED, BookingStatus.CANCELLED,
                                   BookingStatus.NO_SHOW]),
-        (Booking.ends_at <= now) | (Booking.status == BookingStatus.CANCELLED),
+        (Booking.ends_at <= now) | Booking.status.in_([BookingStatus.CANCELLED, BookingStatus.NO_SHOW]),
     ).order_by(Booking.starts_at.desc()).limit(PAST_SHOWN)).all()
     return list(upcoming), list(past)
 

@@ -164,6 +164,8 @@ def test_member_reports_that_the_trainer_did_not_come_and_is_refunded(app, visit
     assert len(told) == 2 and any("refunded in full" in m for m in told)
     assert any("Sam Member reported that you did not join" in m and "Waited 20 minutes" in m for m in told)
     assert any("Trainer no-show reported: Maya Chen" in m for m in _messages(app, "alert"))  # admins follow up
+    recent = text_of(visitor.get("/dashboard/"))  # listed at once, though its hour is not over
+    assert "No-show (trainer)" in recent
     shown = text_of(visitor.get(f"/bookings/{far}"))
     assert "Sam Member reported that Maya Chen did not come:" in shown and "Waited 20 minutes, nobody joined" in shown
     again = visitor.post_form(f"/bookings/{far}", {"reason": "again"}, post_url=f"/bookings/{far}/no-show")
