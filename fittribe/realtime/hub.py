@@ -78,7 +78,8 @@ class Subscription:
         self.wakeup.set()
 
     def close(self, goodbye: bytes = b"") -> None:
-        """Ask the stream to end (shutdown, or a Redis reconnect that may have lost messages)."""
+        """Ask the stream to end (shutdown, or a Redis reconnect that may have lost messages).
+        `goodbye` matters only to hub-written streams: here the WSGI server ends the response."""
         self.closed = True
         self.wakeup.set()
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import redis
 from flask import current_app, render_template
 from flask_sse import Message
-from sqlalchemy import delete, event as sa_event, func, select, update
+from sqlalchemy import delete, event as sa_event, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db
@@ -137,4 +137,6 @@ def latest_id() -> int:
 def pruned(event_id: int) -> bool:
     """The page's last event is gone from the outbox though later ones exist: pruning took it,
     and maybe some of what the page missed after it."""
-    return db.session.get(Event, event_id) is None and event_id < latest_id()
+    still_there, newest = db.session.execute(
+        select(exists().where(Event.id == event_id), func.max(Event.id))).one()
+    return not still_there and event_id < (newest or 0)

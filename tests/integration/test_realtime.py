@@ -38,6 +38,12 @@ def send_notification(app, to_user: int, message: str) -> int:
         return db.session.scalar(select(Event.id).order_by(Event.id.desc()).limit(1))
 
 
+def assert_next_is_live(app, stream, member: int) -> None:
+    """A notification sent now is the next event the stream gets: nothing replayed before it."""
+    live = send_notification(app, member, "live")
+    assert [e["id"] for e in stream.events_until(lambda e: e.get("id") == str(live))] == [str(live)]
+
+
 def public_event(app, text: str) -> int:
     with app.app_context():
         event = outbox.record(PUBLIC, type="ping", data=text)
@@ -153,8 +159,7 @@ def test_a_page_too_far_behind_is_asked_to_reload_instead_of_a_partial_replay(ap
         notice = stream.next()
         assert "missed updates while it was offline" in notice["data"] and 'hx-swap-oob="innerHTML:#flashes"' in notice["data"]
         assert notice["id"] == str(newest)  # the page carries on from here
-        live = send_notification(app, member, "after the notice")
-        assert [e["id"] for e in stream.events_until(lambda e: e.get("id") == str(live))] == [str(live)]  # nothing replayed
+        assert_next_is_live(app, stream, member)  # nothing replayed
     finally:
         stream.close()
 
@@ -177,8 +182,7 @@ def test_a_page_whose_last_event_was_pruned_is_asked_to_reload(app, live_server,
     # A page that saw the newest event is not bothered.
     stream = SSEClient(member_session, live_server + "/stream", headers={"Last-Event-ID": str(later)})
     try:
-        live = send_notification(app, member, "live")
-        assert [e["id"] for e in stream.events_until(lambda e: e.get("id") == str(live))] == [str(live)]
+        assert_next_is_live(app, stream, member)
     finally:
         stream.close()
 
