@@ -100,8 +100,14 @@ def _share_redis_pool_with_limiter(app: Flask) -> None:
         app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": pool}
 
 
+NO_LIVE_ENDPOINTS = {None, "static", "sse.stream", "ops.healthz", "ops.metrics", "calendar_feed.feed",
+                     "bookings.ics", "analytics.export"}
+
+
 def _register_blueprints(app: Flask) -> None:
-    from .realtime import outbox  # noqa: F401  (publishes events after each commit)
+    from .web.htmx import is_partial_request
+
+    from .realtime import live, outbox
     from .realtime.stream import sse
     from .web import (admin, analytics, auth, bookings, calendar_feed, dashboard, notifications, payments, public,
                       reviews, trainers)
@@ -111,7 +117,16 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"],
-                  app.config["REDIS_POOL_SIZE"])
+                  app.config["REDIS_POOL_SIZE"], app=app)
+    outbox.init_app(app)  # events are published after each commit
+    app.jinja_env.globals["live_fragments"] = live.FRAGMENTS
+
+    @app.before_request
+    def remember_live_position() -> None:
+        """A full page carries the outbox position it was rendered at, read before anything it
+        shows: its stream's first connect replays whatever happened after (base.html)."""
+        if request.method == "GET" and request.endpoint not in NO_LIVE_ENDPOINTS and not is_partial_request():
+            g.live_position = outbox.latest_position()
 
 
 def _register_hooks(app: Flask) -> None:

@@ -61,7 +61,10 @@ class SSEClient:
         try:
             for line in self.response.iter_lines(chunk_size=None, decode_unicode=True):
                 if line == "":
-                    if fields:
+                    if fields == {"event": "beat"}:  # the heartbeat: a named event the page watches
+                        self.items.put({"comment": "heartbeat"})
+                        fields = {}
+                    elif fields:
                         fields["data"] = "\n".join(fields.get("data", []))
                         self.items.put(fields)
                         fields = {}

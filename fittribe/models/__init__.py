@@ -1,12 +1,12 @@
 """SQLAlchemy models, one module per aggregate. Import here so Alembic sees every table."""
 from .availability import AvailabilityOverride, WeeklyAvailability
 from .bookings import ACTIVE_STATUSES, Booking, BookingStatus
-from .events import Event
+from .events import Event, EventCursor
 from .notifications import Notification
 from .payments import Payment, PaymentStatus, ProcessedWebhook
 from .reviews import AuditEntry, Review, ReviewFlag
 from .trainers import Specialty, TrainerLanguage, TrainerProfile, trainer_specialties
 from .users import Role, User
 
-__all__ = ["ACTIVE_STATUSES", "AuditEntry", "Review", "ReviewFlag", "AvailabilityOverride", "Booking", "BookingStatus", "Event", "Notification", "Payment", "PaymentStatus", "ProcessedWebhook", "Role",
+__all__ = ["ACTIVE_STATUSES", "AuditEntry", "Review", "ReviewFlag", "AvailabilityOverride", "Booking", "BookingStatus", "Event", "EventCursor", "Notification", "Payment", "PaymentStatus", "ProcessedWebhook", "Role",
            "Specialty", "TrainerLanguage", "TrainerProfile", "User", "WeeklyAvailability", "trainer_specialties"]

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 
 import gevent
 import redis
@@ -20,6 +21,7 @@ from flask_sse import Message, ServerSentEventsBlueprint
 from gevent.pool import Group
 from gevent.socket import wait_write
 
+from . import live
 from .connection import channel_prefix, redis_client
 
 log = logging.getLogger(__name__)
@@ -43,10 +45,13 @@ def chunk(data: bytes) -> bytes:
     return b"%X\r\n%s\r\n" % (len(data), data)
 
 
-HEARTBEAT = b": heartbeat\n\n"
+# A named event, not a comment: the page sees it (htmx dispatches "beat" on #live) and knows the
+# stream is alive; two missed beats and it reconnects (static/js/live.js).
+HEARTBEAT = b"event: beat\n\n"
 HEARTBEAT_CHUNK = chunk(HEARTBEAT)
 END_OF_RESPONSE = b"0\r\n\r\n"  # the last chunk: the browser sees the stream end and reconnects
 MAX_PENDING = 1000  # events a lagging page may have waiting before it is dropped
+RENDER_CACHE = 512  # pushed renders kept for replays of pages that reconnect
 TICK_SLICE = 500  # streams served between two yields, so a broadcast is not held up by a tick
 
 
@@ -54,22 +59,42 @@ class Subscription:
     """A stream that goes through the WSGI server (the dev server, tests, TLS, HTTP/1.0): an
     inbox of (event id, SSE text) pairs and a flag that wakes the stream's generator."""
 
-    __slots__ = ("channels", "pending", "wakeup", "closed", "skip_ids", "beat_due", "leases")
+    __slots__ = ("channels", "viewer", "user_id", "pending", "wakeup", "closed", "position", "held", "beat_due",
+                 "leases")
 
-    def __init__(self, channels: tuple[str, ...]):
+    def __init__(self, channels: tuple[str, ...], viewer=None, user_id: int | None = None):
         self.channels = channels
-        self.pending: list[tuple[str | None, bytes]] = []
+        self.viewer, self.user_id = viewer, user_id  # who sees it: pushes are rendered per viewer
+        self.pending: list[tuple[int | None, bytes]] = []
         self.wakeup = _wakeup_flag()
         self.closed = False
-        self.skip_ids: frozenset[str] | set[str] = frozenset()  # ids already sent by the replay
+        self.position = 0  # the last event position written: nothing at or below it is sent again
+        # Events that arrive while the replay is read, until start(): then the replay goes
+        # first and these follow, less what it already had.
+        self.held: list | None = []
         self.beat_due = False  # set by the hub's heartbeat ticker
         # Redis leases (sorted-set key, member, ttl) the ticker renews: stream cap, presence.
         self.leases: tuple[tuple[str, str, float], ...] = ()
 
-    def deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
-        if self.skip_ids and event_id in self.skip_ids:
+    def deliver(self, position: int | None, text: bytes, framed: bytes) -> None:
+        if self.held is not None:
+            self.held.append((position, text, framed))
             return
-        self.pending.append((event_id, text))
+        if position is not None:
+            if position <= self.position:
+                return  # sent already (by the replay, or published twice after a crash)
+            self.position = position
+        self._send(text, framed)
+
+    def start(self, position: int) -> None:
+        """The replay up to `position` is written: send what arrived meanwhile, then go live."""
+        held, self.held = self.held or [], None
+        self.position = max(self.position, position)
+        for item in held:
+            self.deliver(*item)
+
+    def _send(self, text: bytes, framed: bytes) -> None:
+        self.pending.append((None, text))
         self.wakeup.set()
 
     def heartbeat(self) -> None:
@@ -92,22 +117,27 @@ class SocketSubscription:
     take them at once gets a short-lived writer greenlet until it has caught up. `on_end` (the
     stream's clean-up: leases, presence, metrics, log line) runs once, in its own greenlet."""
 
-    __slots__ = ("hub", "channels", "leases", "skip_ids", "closed", "socket", "pending", "writer", "on_end")
+    __slots__ = ("hub", "channels", "viewer", "user_id", "leases", "position", "held", "closed", "socket", "pending",
+                 "writer", "on_end")
 
-    def __init__(self, hub: RealtimeHub, channels: tuple[str, ...]):
+    deliver = Subscription.deliver
+    start = Subscription.start
+
+    def __init__(self, hub: RealtimeHub, channels: tuple[str, ...], viewer=None, user_id: int | None = None):
         self.hub = hub
         self.channels = channels
+        self.viewer, self.user_id = viewer, user_id
         self.leases: tuple[tuple[str, str, float], ...] = ()
-        self.skip_ids: frozenset[str] | set[str] = frozenset()
+        self.position = 0
+        self.held: list | None = []
         self.closed = False
         self.socket = None
         self.pending: list[bytes] = []  # framed bytes the socket has not taken yet
         self.writer: gevent.Greenlet | None = None  # alive exactly while the socket lags behind
         self.on_end = None
 
-    def deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
-        if not (self.skip_ids and event_id in self.skip_ids):
-            self._write(framed)
+    def _send(self, text: bytes, framed: bytes) -> None:
+        self._write(framed)
 
     def heartbeat(self) -> None:
         if self.socket is not None:  # before the hand-over gunicorn is still writing to it
@@ -200,6 +230,8 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self.reconnects = 0
         self._new_since_freeze = 0
         self._ending: Group | None = None  # clean-ups of hub-written streams (gevent only)
+        self._app = None
+        self._renders: OrderedDict[tuple, bytes] = OrderedDict()  # (fragment, key, variant, position) -> message
 
     # --- publishing (same signature as flask-sse) ---------------------------------------
     @property
@@ -214,11 +246,14 @@ class RealtimeHub(ServerSentEventsBlueprint):
         return self.redis.publish(channel_prefix() + channel, json.dumps(message.to_dict()))
 
     # --- subscribing -------------------------------------------------------------------
-    def subscribe(self, channels: list[str] | tuple[str, ...], *, hub_writes: bool = False):
-        """A Subscription, or with `hub_writes` a SocketSubscription waiting for its socket."""
+    def subscribe(self, channels: list[str] | tuple[str, ...], *, hub_writes: bool = False, viewer=None,
+                  user_id: int | None = None):
+        """A Subscription, or with `hub_writes` a SocketSubscription waiting for its socket. It
+        holds what arrives until `start()` (after the replay). `viewer` picks the pushed HTML."""
         self._ensure_listener()
         channels = tuple(channels)
-        subscription = SocketSubscription(self, channels) if hub_writes else Subscription(channels)
+        subscription = (SocketSubscription(self, channels, viewer, user_id) if hub_writes
+                        else Subscription(channels, viewer, user_id))
         with self._lock:
             for channel in channels:
                 self._subscribers.setdefault(channel, set()).add(subscription)
@@ -263,6 +298,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
     def messages(self, channel="public"):
         """flask-sse's generator API on top of the shared subscriber."""
         subscription = self.subscribe([channel])
+        subscription.start(0)
         try:
             while not subscription.closed:
                 subscription.wakeup.wait()
@@ -279,9 +315,12 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._close_all()
 
     # --- the one Redis subscriber per process ---------------------------------------------
-    def configure(self, redis_url: str | None, prefix: str, heartbeat: float = 15.0, pool_size: int = 2) -> None:
+    def configure(self, redis_url: str | None, prefix: str, heartbeat: float = 15.0, pool_size: int = 2,
+                  app=None) -> None:
         self._redis_url, self._prefix, self._heartbeat, self._pool_size = redis_url, prefix, heartbeat, pool_size
         self.write_timeout = 2 * heartbeat
+        if app is not None:
+            self._app = app  # pushes are rendered with it
 
     def _ensure_listener(self) -> None:
         if self._listener is not None:  # it runs until shutdown; _listen never lets an error out
@@ -364,15 +403,56 @@ class RealtimeHub(ServerSentEventsBlueprint):
             return
         try:
             fields = json.loads(data)
+            fragment, key = fields.pop("fragment", None), fields.pop("key", None)
             message = Message(**fields)
+            position = None if message.id is None else int(message.id)
         except (ValueError, TypeError):
             log.warning("Ignoring malformed SSE message on %s", channel)
             return
-        event_id = None if message.id is None else str(message.id)
+        streams = tuple(streams)  # a copy: streams come and go while we deliver
+        if fragment is not None:
+            self._push(live.FRAGMENTS.get(fragment), key, position, streams)
+            return
         text = str(message).encode()
         framed = chunk(text)
-        for subscription in tuple(streams):  # a copy: streams come and go while we deliver
-            subscription.deliver(event_id, text, framed)
+        for subscription in streams:
+            subscription.deliver(position, text, framed)
+
+    # --- pushed fragments: rendered once per viewer variant ----------------------------------
+    def _push(self, fragment, key, position: int, streams) -> None:
+        if fragment is None:
+            return
+        by_variant: dict = {}
+        for subscription in streams:
+            by_variant.setdefault(self.variant(fragment, subscription), []).append(subscription)
+        for variant, subscriptions in by_variant.items():
+            text = self.rendered(fragment, key, position, subscriptions[0])
+            framed = chunk(text)
+            for subscription in subscriptions:
+                subscription.deliver(position, text, framed)
+
+    @staticmethod
+    def variant(fragment, subscription):
+        return None if fragment.per_user else subscription.viewer
+
+    def rendered(self, fragment, key, position: int, subscription) -> bytes:
+        """The SSE message pushing `fragment` for this subscription's variant, rendered once per
+        (fragment, key, variant, position) in this process. A fragment that fails to render
+        becomes a named event, so the pages re-fetch it instead."""
+        cache_key = (fragment.name, key, self.variant(fragment, subscription), position)
+        text = self._renders.get(cache_key)
+        if text is None:
+            try:
+                with self._app.test_request_context("/"):
+                    html = live.render_for(fragment, key, subscription.viewer)
+                text = str(Message(html, id=position)).encode()
+            except Exception:
+                log.exception("Rendering live fragment %s(%s) failed; pages re-fetch it", fragment.name, key)
+                text = str(Message(str(key or ""), type=live.RESYNC, id=position)).encode()
+            self._renders[cache_key] = text
+            if len(self._renders) > RENDER_CACHE:
+                self._renders.popitem(last=False)
+        return text
 
     def _close_all(self) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ import time
 import uuid
 from functools import cache
 
-from flask import abort, current_app, render_template, request
+from flask import abort, current_app, request
 from flask_login import current_user
 from flask_sse import Message
 from limits import parse_many
@@ -21,7 +21,7 @@ from ..extensions import db, limiter, talisman
 from ..models import Role, TrainerProfile
 from ..ops.logs import log_when_stream_ends
 from ..ops.metrics import OPEN_STREAMS
-from . import outbox, presence
+from . import live, outbox, presence
 from .channels import channels_for
 from .connection import redis_client
 from .hub import HEARTBEAT, SocketSubscription, Subscription, sse
@@ -66,6 +66,45 @@ def _last_event_id() -> int | None:
     if not raw.isdigit():
         abort(400, "Last-Event-ID must be an event id.")
     return int(raw)
+
+
+def _replay(last_position: int, channels: list[str], subscription) -> tuple[list[bytes], int]:
+    """What the page missed after `last_position` (the position it was rendered at, or the last
+    event it received), as SSE messages, and the position the stream goes on from."""
+    limit = current_app.config["SSE_REPLAY_LIMIT"]
+    events = outbox.events_after(last_position, channels, limit=limit + 1)
+    if len(events) > limit or outbox.pruned(last_position):
+        # Too far behind to catch up event by event: every live fragment re-fetches itself,
+        # and the stream goes on from the newest position.
+        newest = outbox.latest_position()
+        return [str(Message("", type=live.RESYNC, id=newest)).encode()], newest
+    messages = [_replayed(event, subscription) for event in _coalesced(events)]
+    return messages, (events[-1].position if events else last_position)
+
+
+def _same_change(event) -> tuple | None:
+    """Events that say the same thing (the same fragment changed again): only the last matters."""
+    if event.payload.get("fragment"):
+        return ("push", event.payload["fragment"], str(event.payload.get("key")))
+    if event.type:
+        return ("event", event.type, event.payload.get("data"))
+    return None  # a message of its own (a notification)
+
+
+def _coalesced(events: list) -> list:
+    last_of = {}
+    for index, event in enumerate(events):
+        if (same := _same_change(event)) is not None:
+            last_of[same] = index
+    return [event for index, event in enumerate(events)
+            if (same := _same_change(event)) is None or last_of[same] == index]
+
+
+def _replayed(event, subscription) -> bytes:
+    fragment = live.FRAGMENTS.get(event.payload.get("fragment") or "")
+    if fragment is not None:
+        return sse.rendered(fragment, event.payload.get("key"), event.position, subscription)
+    return str(Message(outbox.render_data(event.payload), type=event.type, id=event.position)).encode()
 
 
 def _client_key() -> str:
@@ -132,22 +171,18 @@ def stream():
         trainer_id = current_user.trainer_profile.id
         presence.stream_opened(trainer_id, stream_id)
 
-    # Subscribe before reading the replay, so nothing falls between the two; what arrives
-    # twice is dropped by id (skip_ids).
+    # Subscribe before reading the replay, so nothing falls between the two: what arrives
+    # meanwhile is held and sent after the replay, less what the replay already had.
     sock = _gunicorn_socket(request.environ)
-    subscription = sse.subscribe(channels, hub_writes=sock is not None)
+    subscription = sse.subscribe(channels, hub_writes=sock is not None,
+                                 viewer=live.Viewer.of(current_user, live.browser_zone()),
+                                 user_id=current_user.id if current_user.is_authenticated else None)
     first = [b": connected\n\n"]
+    position = 0
     if last_id is not None:
-        limit = config["SSE_REPLAY_LIMIT"]
-        replay = outbox.events_after(last_id, channels, limit=limit + 1)
-        if len(replay) > limit or outbox.pruned(last_id):
-            # Too far behind to catch up event by event: the page is asked to reload instead,
-            # and carries on from the newest id (so later reconnects replay from there).
-            first.append(str(Message(render_template("partials/stale_page.html"), id=outbox.latest_id())).encode())
-            replay = []
-        for event in replay:
-            first.append(str(outbox.sse_message(event.id, event.type, event.payload)).encode())
-        subscription.skip_ids = {str(event.id) for event in replay}
+        replay, position = _replay(last_id, channels, subscription)
+        first.extend(replay)
+    subscription.start(position)
 
     leases = []
     if cap:

@@ -34,8 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, Role, TrainerProfile, User
-from ..realtime import outbox, presence
-from ..realtime.channels import ADMIN
+from ..realtime import live, presence
 from ..realtime.connection import redis_client
 from ..realtime.stream import STREAM_LEASES
 
@@ -45,7 +44,6 @@ MAX_DAYS = 366
 TOP_TRAINERS = 10
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2100, 12, 31)
-METRICS_CHANGED = "metrics-changed"
 _ANNOUNCED = "analytics_announced"
 
 # A booking in these statuses was paid and confirmed; a cancelled one only if money was taken.
@@ -62,7 +60,7 @@ def announce_changed() -> None:
     if session.info.get(_ANNOUNCED):
         return
     session.info[_ANNOUNCED] = True
-    outbox.record(ADMIN, type=METRICS_CHANGED, data="")
+    live.announce(live.METRICS)
 
 
 @sa_event.listens_for(Session, "after_transaction_end")

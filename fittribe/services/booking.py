@@ -17,8 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import (AvailabilityOverride, Booking, BookingStatus, TrainerProfile, User,
                       WeeklyAvailability)
-from ..realtime import outbox
-from ..realtime.channels import PUBLIC, trainer_channel, user_channel
+from ..realtime import live
 from . import analytics
 from .availability import Busy, DateOverride, Policy, Slot, WeeklyHours, free_slots
 from .notify import notify
@@ -57,16 +56,16 @@ def _active_busy(trainer_id: int, now: datetime, ignore_booking_id: int | None =
 
 def announce_slots_changed(trainer_id: int) -> None:
     """The trainer's free time changed: the search's next free start follows in the same
-    transaction, and every open profile of this trainer re-fetches its calendar (named SSE event);
-    when the next free start moved, so does every open card of the trainer (search, homepage)."""
+    transaction, and every open profile of this trainer gets its new calendar (pushed); when the
+    next free start moved, so does every open card of the trainer (search, homepage)."""
     refresh_next_available([trainer_id], announce=True)
-    outbox.record(trainer_channel(trainer_id), type="slots-changed", data=str(trainer_id))
+    live.announce(live.CALENDAR, trainer_id)
 
 
 def announce_sessions_changed(*user_ids: int) -> None:
-    """These people's open dashboards re-fetch their session lists (named SSE event)."""
+    """These people's open dashboards get their new session lists (pushed)."""
     for user_id in sorted(set(user_ids)):
-        outbox.record(user_channel(user_id), type="sessions-changed", data=str(user_id))
+        live.announce(live.SESSIONS, user_id)
 
 
 def aware(moment: datetime) -> datetime:
@@ -101,8 +100,7 @@ def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = No
     KEY UPDATE: a new booking's foreign key already holds KEY SHARE on the row, which a plain
     FOR UPDATE would wait on, deadlocking two holds.)
 
-    With `announce`, a changed start is told to open cards (named event on `public`; each card
-    re-fetches it on its viewer's clock). The worker's refresh as time passes does not announce:
+    With `announce`, a changed start is pushed to open cards (on each viewer's clock). The worker's refresh as time passes does not announce:
     many trainers' starts move at the same half hour, and every open card would re-fetch at once."""
     ids = set(trainer_ids)
     if not ids:
@@ -115,7 +113,7 @@ def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = No
         first = slots_for(trainer, min(trainer.session_lengths), now, limit=1)
         next_at = first[0].starts_at if first else None
         if announce and next_at != (trainer.next_available_at and aware(trainer.next_available_at)):
-            outbox.record(PUBLIC, type=f"next-available-{trainer.id}", data=str(trainer.id))
+            live.announce(live.NEXT_AVAILABLE, trainer.id)
         trainer.next_available_at = next_at
 
 

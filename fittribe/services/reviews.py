@@ -28,8 +28,7 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import AuditEntry, Booking, BookingStatus, Review, ReviewFlag, TrainerProfile, User
-from ..realtime import outbox
-from ..realtime.channels import ADMIN, trainer_channel
+from ..realtime import live
 from . import audit
 from .booking import aware
 from .notify import notify, notify_admins
@@ -39,8 +38,6 @@ TEXT_MIN, TEXT_MAX = 10, 2000
 REPLY_MIN, REPLY_MAX = 1, 1000
 REASON_MIN, REASON_MAX = 3, 500  # flag reasons and moderation notes (ReviewFlag.reason is 500 long)
 PAGE_SIZE = 10
-REVIEWS_CHANGED = "reviews-changed"  # named SSE event: open profiles re-fetch reviews and rating
-FLAGS_CHANGED = "flags-changed"      # named SSE event on the admin channel: the queue re-fetches
 
 
 class ReviewError(ValueError):
@@ -146,7 +143,7 @@ def recompute_rating(trainer: TrainerProfile) -> None:
 def _announce(trainer: TrainerProfile) -> None:
     """Every open profile of the trainer re-fetches its reviews and rating. (The trainer's dashboard
     is not re-fetched: that would wipe a reply being typed; a notification tells them instead.)"""
-    outbox.record(trainer_channel(trainer.id), type=REVIEWS_CHANGED, data=str(trainer.id))
+    live.announce(live.REVIEWS, trainer.id)
 
 
 # --- member, trainer, anyone -------------------------------------------------------------
@@ -226,7 +223,7 @@ def flag(review: Review, user: User, reason: str) -> ReviewFlag:
         raise Conflict("You already reported this review; an admin will look at it.") from error
     notify_admins("review-flagged", f"{user.name} reported a review of {review.trainer.display_name}: {reason}",
                   f"/admin/reviews#review-{review.id}")
-    outbox.record(ADMIN, type=FLAGS_CHANGED, data=str(review.id))
+    live.announce(live.MODERATION)
     db.session.commit()
     return report
 
@@ -285,7 +282,7 @@ def hide(review: Review, admin: User, reason: str, now: datetime | None = None) 
     audit.record(admin, "hide", "review", review.id, reason)
     recompute_rating(trainer)
     _announce(trainer)
-    outbox.record(ADMIN, type=FLAGS_CHANGED, data=str(review.id))
+    live.announce(live.MODERATION)
     db.session.commit()
 
 
@@ -300,7 +297,7 @@ def restore(review: Review, admin: User, note: str = "") -> None:
     audit.record(admin, "restore", "review", review.id, note.strip() or None)
     recompute_rating(trainer)
     _announce(trainer)
-    outbox.record(ADMIN, type=FLAGS_CHANGED, data=str(review.id))
+    live.announce(live.MODERATION)
     db.session.commit()
 
 
@@ -312,7 +309,7 @@ def dismiss_flags(review: Review, admin: User, note: str = "", now: datetime | N
         raise Conflict("This review has no open reports.")
     detail = f"{closed} report{'s' if closed != 1 else ''} dismissed" + (f": {note.strip()}" if note.strip() else "")
     audit.record(admin, "dismiss", "review", review.id, detail)
-    outbox.record(ADMIN, type=FLAGS_CHANGED, data=str(review.id))
+    live.announce(live.MODERATION)
     db.session.commit()
     return closed
 

@@ -60,8 +60,13 @@ def trainer_earnings():
 @bp.get("/sessions")
 @login_required
 def sessions():
-    """The sessions fragment, re-fetched live on "sessions-changed" (status changes included)."""
+    """The sessions fragment alone (pushed live; re-fetched when a push could not be replayed)."""
     return render("partials/upcoming_sessions.html", "partials/upcoming_sessions.html", **_sessions_context())
+
+
+def sessions_context(user_id: int) -> dict:
+    """Live fragment "upcoming": rendered for its user (current_user), see realtime/live.py."""
+    return _sessions_context()
 
 
 @bp.post("/profile/preview")

@@ -48,6 +48,14 @@ def section(slug: str):
                   reviews=review_service.visible_reviews(trainer.id, page))
 
 
+def reviews_context(trainer_id: int) -> dict | None:
+    """Live fragment "reviews" (rating summary and first page), see realtime/live.py."""
+    trainer = db.session.get(TrainerProfile, trainer_id)
+    if trainer is None:
+        return None
+    return {"trainer": trainer, "reviews": review_service.visible_reviews(trainer.id, 1)}
+
+
 @bp.get("/trainers/<slug>/rating")
 def rating(slug: str):
     """The profile header's rating summary alone (re-fetched on "reviews-changed")."""

@@ -54,19 +54,32 @@ def profile(slug: str):
 
 @bp.get("/trainers/<slug>/calendar")
 def calendar(slug: str):
-    """The availability fragment alone (what the profile re-fetches live)."""
+    """The availability fragment alone (re-fetched when a push could not be replayed)."""
     trainer = find_listed_trainer(slug) or _unlisted_profile_for_owner_or_admin(slug)
     return render("partials/calendar.html", "partials/calendar.html", trainer=trainer, calendar=_calendar(trainer))
 
 
 @bp.get("/trainers/<slug>/next-available")
 def next_available(slug: str):
-    """A card's "Next available" on the viewer's clock (what open cards re-fetch live); without
-    htmx, the profile, which shows the same and more."""
+    """A card's "Next available" on the viewer's clock; without htmx, the profile, which shows
+    the same and more."""
     trainer = find_listed_trainer(slug) or abort(404)
     if not is_partial_request():
         return redirect(url_for("trainers.profile", slug=slug))
     return render("partials/next_available.html", "partials/next_available.html", trainer=trainer)
+
+
+# Live fragments (fittribe/realtime/live.py): the render context of a push, for current_user.
+def calendar_context(trainer_id: int) -> dict | None:
+    trainer = db.session.get(TrainerProfile, trainer_id)
+    if trainer is None:
+        return None
+    return {"trainer": trainer, "calendar": _calendar(trainer)}
+
+
+def next_available_context(trainer_id: int) -> dict | None:
+    trainer = db.session.get(TrainerProfile, trainer_id)
+    return None if trainer is None else {"trainer": trainer}
 
 
 CALENDAR_DAYS = 7

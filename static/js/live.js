@@ -1,55 +1,109 @@
-// Shows the state of the page's live connection (htmx's SSE extension on #live): live,
-// reconnecting or offline. Without JS nothing is shown.
+// Keeps the page's live connection (htmx's SSE extension on #live) honest, and the page right.
 //
-// htmx retries a stream that once connected, with backoff, but not a FIRST connect that failed
-// or got no answer (hx-config's connectTimeout aborts that one): those are retried here, with
-// backoff, by the "live:retry" trigger that #live listens for.
+// - The indicator says "Live" only while events can arrive: the server sends a "beat" event every
+//   heartbeat; two missed and the stream is dropped and reopened (htmx resumes it with
+//   Last-Event-ID, and the server replays what was missed, pushes included).
+// - A live element whose re-fetch failed (offline, server away) asks again, with backoff, and at
+//   once when the browser is back online: a failed re-fetch never leaves it stale.
+// - htmx retries a stream that once connected, but not a FIRST connect that failed (network,
+//   429, connect timeout): those are retried here through the "live:retry" trigger of #live.
+// - Pushed forms carry no CSRF token (they are the same for every viewer): it is filled in from
+//   the page's meta tag on submit.
+// - Anonymous visitors' times follow the browser's clock: its zone goes in a cookie.
+// Without JS none of this runs, and no indicator shows.
 (function () {
   var labels = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
-  var connected = false;
-  var everConnected = false;
-  var retryDelay = 1000;
-  var retryTimer = null;
+  var live = function () { return document.getElementById("live"); };
+  var connected = false, everConnected = false, lastSign = 0;
+  var retryDelay = 1000, retryTimer = null;
+  var failed = new Map(); // live element -> its retry timer
 
   function show(state) {
     var status = document.getElementById("live-status");
     if (!status) return;
-    status.hidden = false;
     status.dataset.state = state;
     status.textContent = labels[state];
   }
+
+  function heartbeatMs() {
+    var el = live();
+    return Number((el && el.dataset.heartbeat) || 15) * 1000;
+  }
+
+  function alive() {
+    lastSign = Date.now();
+    connected = everConnected = true;
+    retryDelay = 1000;
+    show("live");
+  }
+
+  // Two beats missed: the path is dead without a reset (Wi-Fi to mobile data, a stalled proxy).
+  setInterval(function () {
+    if (!connected || Date.now() - lastSign < 2 * heartbeatMs() + 1000) return;
+    connected = false;
+    show(navigator.onLine ? "reconnecting" : "offline");
+    var connection = live() && live()._htmx && live()._htmx.sse;
+    if (connection && connection.reader) connection.reader.cancel(); // htmx reconnects with Last-Event-ID
+  }, 1000);
 
   function retryFirstConnect() {
     if (everConnected || retryTimer) return;
     show(navigator.onLine ? "reconnecting" : "offline");
     retryTimer = setTimeout(function () {
       retryTimer = null;
-      var live = document.getElementById("live");
-      if (live && !everConnected) htmx.trigger(live, "live:retry");
+      if (live() && !everConnected) htmx.trigger(live(), "live:retry");
     }, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 30000);
   }
 
-  document.addEventListener("htmx:sse:after:connection", function () {
-    connected = everConnected = true;
-    show("live");
-  });
+  function refetchLater(element, delay) {
+    clearTimeout(failed.get(element));
+    failed.set(element, setTimeout(function () {
+      if (element.isConnected) htmx.trigger(element, "live:refetch");
+    }, delay));
+  }
+
+  function requestFailed(event) {
+    var element = event.target;
+    if (element && element.id === "live") return retryFirstConnect();
+    if (!element || !element.hasAttribute || !element.hasAttribute("data-live")) return;
+    var tries = Number(element.dataset.liveTries || 0) + 1;
+    element.dataset.liveTries = tries;
+    refetchLater(element, Math.min(1000 * Math.pow(2, tries - 1), 30000) * (0.7 + Math.random() * 0.6));
+  }
+
+  document.addEventListener("htmx:sse:after:connection", alive);
+  document.addEventListener("htmx:sse:before:message", alive);
   document.addEventListener("htmx:sse:error", function () {
     connected = false;
     if (!everConnected) return retryFirstConnect();
     show(navigator.onLine ? "reconnecting" : "offline");
   });
-  // The first connect is an ordinary htmx request: a network error, an error status or the
-  // connect timeout ends up here.
-  document.addEventListener("htmx:error", function (event) {
-    if (event.target && event.target.id === "live") retryFirstConnect();
-  });
-  document.addEventListener("htmx:response:error", function (event) {
-    if (event.target && event.target.id === "live") retryFirstConnect();
-  });
   document.addEventListener("htmx:sse:close", function () { connected = false; show("offline"); });
+  document.addEventListener("htmx:error", requestFailed);
+  document.addEventListener("htmx:response:error", requestFailed);
+  // A swapped-in element is new: whatever failed before is done with.
+  document.addEventListener("htmx:after:swap", function () {
+    failed.forEach(function (timer, element) {
+      if (!element.isConnected) { clearTimeout(timer); failed.delete(element); }
+    });
+  });
   window.addEventListener("offline", function () { show("offline"); });
-  // Back online: a stream that outlived the blip is still live (nothing reconnects, so no
-  // event would correct the label); one that failed meanwhile is being retried.
-  window.addEventListener("online", function () { show(connected ? "live" : "reconnecting"); });
+  window.addEventListener("online", function () {
+    show(connected ? "live" : "reconnecting");
+    failed.forEach(function (timer, element) { refetchLater(element, Math.random() * 1000); });
+  });
+
+  document.addEventListener("submit", function (event) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    var fields = event.target.querySelectorAll ? event.target.querySelectorAll('input[name="csrf_token"]') : [];
+    fields.forEach(function (field) { if (!field.value && meta) field.value = meta.content; });
+  }, true);
+
+  try {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone && /^[A-Za-z0-9_+\/-]+$/.test(zone) && document.cookie.indexOf("tz=" + zone) === -1) {
+      document.cookie = "tz=" + zone + "; path=/; max-age=31536000; SameSite=Lax";
+    }
+  } catch (e) { /* no Intl: times stay on the trainer's clock */ }
 })();

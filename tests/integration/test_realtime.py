@@ -14,7 +14,7 @@ import requests
 from sqlalchemy import func, insert, select, update
 
 from fittribe.extensions import db
-from fittribe.models import Event, Notification, TrainerProfile, User
+from fittribe.models import Event, EventCursor, Notification, TrainerProfile, User
 from fittribe.realtime import outbox, presence
 from fittribe.realtime.channels import PUBLIC
 from fittribe.services.notify import notify
@@ -34,8 +34,8 @@ def trainer_id(app, slug: str) -> int:
 def send_notification(app, to_user: int, message: str) -> int:
     with app.app_context():
         notify(to_user, "test", message, "/notifications/")
-        db.session.commit()
-        return db.session.scalar(select(Event.id).order_by(Event.id.desc()).limit(1))
+        db.session.commit()  # published at once: the position is its SSE id
+        return db.session.scalar(select(Event.position).order_by(Event.id.desc()).limit(1))
 
 
 def assert_next_is_live(app, stream, member: int) -> None:
@@ -48,7 +48,7 @@ def public_event(app, text: str) -> int:
     with app.app_context():
         event = outbox.record(PUBLIC, type="ping", data=text)
         db.session.commit()
-        return event.id
+        return event.position
 
 
 @pytest.fixture
@@ -145,38 +145,48 @@ def test_replay_after_reconnect_then_live(app, live_server, member_session):
         again.close()
 
 
-def test_a_page_too_far_behind_is_asked_to_reload_instead_of_a_partial_replay(app, live_server, member_session):
+def insert_published(app, rows: list[dict]) -> None:
+    """Outbox rows as if published long ago: positions after the cursor, cursor moved on."""
+    with app.app_context():
+        base = outbox.latest_position()
+        db.session.execute(insert(Event), [dict(row, position=base + n, published_at=datetime.now(timezone.utc))
+                                           for n, row in enumerate(rows, start=1)])
+        db.session.execute(update(EventCursor).values(last_position=base + len(rows)))
+        db.session.commit()
+
+
+def test_a_page_too_far_behind_resyncs_instead_of_a_partial_replay(app, live_server, member_session):
     member = user_id(app, "member@fittribe.example")
     first = send_notification(app, member, "seen")
     limit = app.config["SSE_REPLAY_LIMIT"]
-    with app.app_context():  # more than the replay limit happened on the member's channel since
-        db.session.execute(insert(Event), [dict(channel=f"user:{member}", type="ping", payload={"data": str(n)},
-                                                published_at=datetime.now(timezone.utc)) for n in range(limit + 1)])
-        db.session.commit()
-        newest = outbox.latest_id()
+    # More than the replay limit happened on the member's channel since.
+    insert_published(app, [dict(channel=f"user:{member}", type="ping", payload={"data": str(n)})
+                           for n in range(limit + 1)])
+    with app.app_context():
+        newest = outbox.latest_position()
     stream = SSEClient(member_session, live_server + "/stream", headers={"Last-Event-ID": str(first)})
     try:
         notice = stream.next()
-        assert "missed updates while it was offline" in notice["data"] and 'hx-swap-oob="innerHTML:#flashes"' in notice["data"]
+        assert notice["event"] == "live:resync"  # every live element of the page re-fetches itself
         assert notice["id"] == str(newest)  # the page carries on from here
         assert_next_is_live(app, stream, member)  # nothing replayed
     finally:
         stream.close()
 
 
-def test_a_page_whose_last_event_was_pruned_is_asked_to_reload(app, live_server, member_session):
+def test_a_page_whose_last_event_was_pruned_resyncs(app, live_server, member_session):
     member = user_id(app, "member@fittribe.example")
     first = send_notification(app, member, "seen two days ago")
     later = send_notification(app, member, "missed")
     with app.app_context():
-        db.session.execute(update(Event).where(Event.id == first).values(
+        db.session.execute(update(Event).where(Event.position == first).values(
             created_at=datetime.now(timezone.utc) - timedelta(hours=48)))
         db.session.commit()
         assert outbox.prune() == 1
     stream = SSEClient(member_session, live_server + "/stream", headers={"Last-Event-ID": str(first)})
     try:
         notice = stream.next()
-        assert "missed updates while it was offline" in notice["data"] and notice["id"] == str(later)
+        assert notice["event"] == "live:resync" and notice["id"] == str(later)
     finally:
         stream.close()
     # A page that saw the newest event is not bothered.
@@ -211,9 +221,11 @@ def test_relay_publishes_what_a_crash_left_unpublished(app, live_server, demo):
                 created_at=datetime.now(timezone.utc) - timedelta(seconds=10)).returning(Event.id)).scalar_one()
             db.session.commit()
             assert outbox.relay_unpublished() == 1
-            assert db.session.get(Event, event_id).published_at is not None
+            relayed = db.session.get(Event, event_id)
+            position = relayed.position
+            assert relayed.published_at is not None and position == outbox.latest_position()
             assert outbox.relay_unpublished() == 0  # never twice
-        event = stream.events_until(lambda e: e.get("id") == str(event_id))[-1]
+        event = stream.events_until(lambda e: e.get("id") == str(position))[-1]
         assert event["data"] == "survived a crash"
     finally:
         stream.close()
@@ -226,7 +238,7 @@ from fittribe.extensions import db
 from fittribe.realtime import outbox
 from fittribe.services.notify import notify
 
-def killed(rows):  # called after the commit, before anything reaches Redis
+def killed(rows):  # called after the commit (and the numbering), before anything reaches Redis
     os.kill(os.getpid(), signal.SIGKILL)
 
 outbox.publish = killed
@@ -257,11 +269,11 @@ def test_a_publisher_killed_between_commit_and_publish_is_delivered_by_the_worke
         with app.app_context():
             orphan = db.session.scalars(select(Event).order_by(Event.id.desc())).first()
             assert orphan.channel == f"user:{member}" and orphan.published_at is None  # committed, not published
-            orphan_id = orphan.id
+            orphan_id, orphan_position = orphan.id, orphan.position
 
         worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delivered = stream.events_until(lambda e: e.get("id") == str(orphan_id), timeout=30)[-1]
+        delivered = stream.events_until(lambda e: e.get("id") == str(orphan_position), timeout=30)[-1]
         assert "Sent by a process that died before publishing" in delivered["data"]
         deadline = time.monotonic() + 10  # the relay marks it published just after publishing
         while not _published(app, orphan_id):
