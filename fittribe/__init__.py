@@ -77,6 +77,9 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
+    from .web.access import Visitor
+
+    login_manager.anonymous_user = Visitor
 
     from .models import User
 

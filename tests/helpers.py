@@ -147,3 +147,73 @@ def demo_paid_session(app, days_ahead: float = 0, **who) -> int:
         outcome = payments.simulated_charge(db.session.get(Booking, booking_id), "4242424242424242")["outcome"]
         assert outcome == "confirmed", outcome
     return booking_id
+
+
+class FreezableProxy:
+    """A loopback TCP proxy in front of a server that can go silent without closing anything:
+    while frozen it accepts and holds connections but moves no bytes either way, as a network
+    path does that died without a reset (Wi-Fi to mobile data, a stalled middlebox)."""
+
+    def __init__(self, target_port: int):
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.frozen = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list = []
+        self._stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source, sink) -> None:
+        import select
+        import time
+
+        try:
+            while not self._stopped:
+                if self.frozen.is_set():
+                    time.sleep(0.05)
+                    continue
+                readable, _, _ = select.select([source], [], [], 0.05)
+                if not readable:
+                    continue
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stopped = True
+        self._listener.close()
+        for sock in self._sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass

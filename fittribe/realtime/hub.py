@@ -18,6 +18,7 @@ from collections import OrderedDict
 import gevent
 import redis
 from flask_sse import Message, ServerSentEventsBlueprint
+from gevent import get_hub
 from gevent.pool import Group
 from gevent.socket import wait_write
 
@@ -118,7 +119,7 @@ class SocketSubscription:
     stream's clean-up: leases, presence, metrics, log line) runs once, in its own greenlet."""
 
     __slots__ = ("hub", "channels", "viewer", "user_id", "leases", "position", "held", "closed", "socket", "pending",
-                 "writer", "on_end")
+                 "writer", "on_end", "hangup")
 
     deliver = Subscription.deliver
     start = Subscription.start
@@ -135,6 +136,7 @@ class SocketSubscription:
         self.pending: list[bytes] = []  # framed bytes the socket has not taken yet
         self.writer: gevent.Greenlet | None = None  # alive exactly while the socket lags behind
         self.on_end = None
+        self.hangup = None  # the event loop's read watcher: a page that leaves is noticed at once
 
     def _send(self, text: bytes, framed: bytes) -> None:
         self._write(framed)
@@ -146,8 +148,25 @@ class SocketSubscription:
     def take_socket(self, sock) -> None:
         sock.setblocking(False)
         self.socket = sock
+        # A page sends nothing after its request: the socket turning readable means it closed
+        # (or sent garbage). A bare loop watcher, not a greenlet: no stack kept per stream.
+        self.hangup = get_hub().loop.io(sock.fileno(), 1)
+        self.hangup.start(self._peer_spoke)
         if self.pending:
             self._start_writer()
+
+    def _peer_spoke(self, *_) -> None:
+        try:
+            if self.socket.recv(1024):
+                return  # bytes after the request: ignored (browsers do not pipeline)
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        # EOF or reset: the page is gone, its leases go now. Closing takes the hub's lock, which
+        # the event loop itself must never wait on: a greenlet does it.
+        self.hangup.stop()
+        gevent.spawn(self.close)
 
     def _write(self, framed: bytes) -> None:
         if self.closed:
@@ -205,6 +224,9 @@ class SocketSubscription:
         self._release()
 
     def _release(self) -> None:
+        if self.hangup is not None:
+            self.hangup.stop()
+            self.hangup = None
         if self.socket is not None:
             self.socket.close()
         self.hub.ended(self)
@@ -244,6 +266,14 @@ class RealtimeHub(ServerSentEventsBlueprint):
     def publish(self, data, type=None, id=None, retry=None, channel="public"):
         message = Message(data, type=type, id=id, retry=retry)
         return self.redis.publish(channel_prefix() + channel, json.dumps(message.to_dict()))
+
+    def end_streams(self, channel: str) -> None:
+        """End every open stream on `channel`, in every worker (a user logged out everywhere or
+        was suspended: their private events stop at once). Pages reconnect as who they now are."""
+        try:
+            self.redis.publish(channel_prefix() + channel, json.dumps({"end": True}))
+        except (redis.RedisError, OSError) as error:  # their next reconnect is checked anyway
+            log.warning("Could not end the streams of %s: %r", channel, error)
 
     # --- subscribing -------------------------------------------------------------------
     def subscribe(self, channels: list[str] | tuple[str, ...], *, hub_writes: bool = False, viewer=None,
@@ -403,6 +433,10 @@ class RealtimeHub(ServerSentEventsBlueprint):
             return
         try:
             fields = json.loads(data)
+            if fields.get("end"):  # the user's sessions were revoked: their open pages stop now
+                for subscription in tuple(streams):
+                    subscription.close(END_OF_RESPONSE)
+                return
             fragment, key = fields.pop("fragment", None), fields.pop("key", None)
             message = Message(**fields)
             position = None if message.id is None else int(message.id)

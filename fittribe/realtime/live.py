@@ -114,8 +114,8 @@ class Viewer:
     def is_active(self) -> bool:
         return self.is_authenticated
 
-    def has_role(self, role) -> bool:
-        return self.role == role
+    def has_role(self, *roles) -> bool:
+        return self.role in roles
 
     @classmethod
     def of(cls, user, browser_zone: str | None = None) -> "Viewer":

@@ -12,6 +12,7 @@ import time
 import uuid
 from functools import cache
 
+import redis
 from flask import abort, current_app, request
 from flask_login import current_user
 from flask_sse import Message
@@ -27,6 +28,7 @@ from .connection import redis_client
 from .hub import HEARTBEAT, SocketSubscription, Subscription, sse
 
 STREAM_LEASES = "fittribe:streams:"
+REDIS_ERRORS = (redis.RedisError, OSError)
 
 
 def _gunicorn_socket(environ):
@@ -121,7 +123,11 @@ def _allow_connect(client_key: str) -> bool:
     per-request machinery: this is the hottest path when thousands of pages reconnect."""
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return True
-    return all(limiter.limiter.hit(item, "stream", client_key) for item in _limits(current_app.config["RATELIMIT_STREAM"]))
+    try:
+        return all(limiter.limiter.hit(item, "stream", client_key)
+                   for item in _limits(current_app.config["RATELIMIT_STREAM"]))
+    except REDIS_ERRORS:
+        return True  # Redis away: the page may connect (the hub ends it to replay once Redis is back)
 
 
 @limiter.request_filter
@@ -157,20 +163,25 @@ def stream():
     cap_key = STREAM_LEASES + _client_key()
     if cap:  # one round trip: drop expired leases, take one, count
         now = time.time()
-        with client.pipeline() as pipe:
-            pipe.zremrangebyscore(cap_key, "-inf", now)
-            pipe.zadd(cap_key, {stream_id: now + 2 * heartbeat})
-            pipe.zcard(cap_key)
-            open_streams = pipe.execute()[-1]
-        if open_streams > cap:
+        try:
+            with client.pipeline() as pipe:
+                pipe.zremrangebyscore(cap_key, "-inf", now)
+                pipe.zadd(cap_key, {stream_id: now + 2 * heartbeat})
+                pipe.zcard(cap_key)
+                open_streams = pipe.execute()[-1]
+        except REDIS_ERRORS:
+            cap, open_streams = 0, 0  # Redis away: no lease to count against (nor to renew)
+        if open_streams > cap > 0:
             client.zrem(cap_key, stream_id)
             abort(429, f"You have {open_streams - 1} live pages open; close one to go live here.")
 
     trainer_id = None
     if current_user.is_authenticated and current_user.has_role(Role.TRAINER) and current_user.trainer_profile:
         trainer_id = current_user.trainer_profile.id
-        presence.stream_opened(trainer_id, stream_id)
-
+        try:
+            presence.stream_opened(trainer_id, stream_id)
+        except REDIS_ERRORS:
+            trainer_id = None  # shown offline until her next connect with Redis back
     # Subscribe before reading the replay, so nothing falls between the two: what arrives
     # meanwhile is held and sent after the replay, less what the replay already had.
     sock = _gunicorn_socket(request.environ)
@@ -203,10 +214,13 @@ def stream():
         OPEN_STREAMS.dec()
         log_stream()
         sse.unsubscribe(subscription)
-        if cap:
-            client.zrem(cap_key, stream_id)
-        if trainer_id is not None:
-            presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
+        try:
+            if cap:
+                client.zrem(cap_key, stream_id)
+            if trainer_id is not None:
+                presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
+        except REDIS_ERRORS:
+            pass  # the leases run out by themselves
 
     if sock is not None:
         subscription.on_end = close

@@ -10,6 +10,8 @@ from slugify import slugify
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..realtime.channels import user_channel
+from ..realtime.hub import sse
 from ..extensions import db
 from ..models import Role, TrainerProfile, User
 from . import analytics
@@ -114,4 +116,5 @@ def user_for_reset_token(token: str) -> User | None:
 def reset_password(user: User, new_password: str) -> None:
     user.set_password(new_password)
     db.session.commit()
+    sse.end_streams(user_channel(user.id))
 

@@ -34,7 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, Role, TrainerProfile, User
-from ..realtime import live, presence
+from ..realtime import live as live_fragments, presence
 from ..realtime.connection import redis_client
 from ..realtime.stream import STREAM_LEASES
 
@@ -60,7 +60,7 @@ def announce_changed() -> None:
     if session.info.get(_ANNOUNCED):
         return
     session.info[_ANNOUNCED] = True
-    live.announce(live.METRICS)
+    live_fragments.announce(live_fragments.METRICS)
 
 
 @sa_event.listens_for(Session, "after_transaction_end")

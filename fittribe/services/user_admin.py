@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_, select
 
+from ..realtime.channels import user_channel
+from ..realtime.hub import sse
 from ..extensions import db
 from ..models import Role, User
 from . import audit
@@ -41,6 +43,7 @@ def suspend(user: User, actor: User, reason: str) -> None:
     user.is_suspended = True
     audit.record(actor, "suspend", "user", user.id, reason)
     db.session.commit()
+    sse.end_streams(user_channel(user.id))  # their open pages stop getting private events now
 
 
 def reactivate(user: User, actor: User) -> None:

@@ -3,6 +3,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from ..realtime.channels import user_channel
+from ..realtime.hub import sse
 from ..extensions import limiter
 from ..models import Role
 from ..services import accounts
@@ -78,7 +80,9 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    user_id = current_user.id
     logout_user()
+    sse.end_streams(user_channel(user_id))  # the user's open pages stop getting private events
     flash("You are logged out.", "info")
     return see_other(url_for("public.home"))
 

@@ -86,7 +86,7 @@ CALENDAR_DAYS = 7
 
 
 def _calendar(trainer: TrainerProfile) -> SimpleNamespace:
-    zone = current_user.time_zone if current_user.is_authenticated else trainer.time_zone
+    zone = current_user.time_zone or trainer.time_zone
     by_day: dict = {}
     for slot in slots_for(trainer, days=CALENDAR_DAYS):
         local_start = slot.local(zone)[0]

@@ -91,6 +91,9 @@
   window.addEventListener("offline", function () { show("offline"); });
   window.addEventListener("online", function () {
     show(connected ? "live" : "reconnecting");
+    // A stream waiting out its backoff reconnects now (and replays what it missed).
+    var connection = live() && live()._htmx && live()._htmx.sse;
+    if (!connected && connection && connection.delayCanceller) connection.delayCanceller();
     failed.forEach(function (timer, element) { refetchLater(element, Math.random() * 1000); });
   });
 
@@ -100,10 +103,17 @@
     fields.forEach(function (field) { if (!field.value && meta) field.value = meta.content; });
   }, true);
 
+  // First visit (or a new zone): the page was rendered on the trainer's clock; its live parts
+  // come again on the browser's once the page is up.
   try {
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
     if (zone && /^[A-Za-z0-9_+\/-]+$/.test(zone) && document.cookie.indexOf("tz=" + zone) === -1) {
       document.cookie = "tz=" + zone + "; path=/; max-age=31536000; SameSite=Lax";
+      window.addEventListener("load", function () {
+        document.querySelectorAll("[data-live][hx-get]").forEach(function (element) {
+          htmx.trigger(element, "live:refetch");
+        });
+      });
     }
   } catch (e) { /* no Intl: times stay on the trainer's clock */ }
 })();

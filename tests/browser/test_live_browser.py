@@ -56,7 +56,7 @@ def send_notification(app, to_user: int, message: str) -> int:
         try:
             notify(to_user, "test", message, "/notifications/")
             db.session.commit()
-            return db.session.scalar(select(Event.id).order_by(Event.id.desc()).limit(1))
+            return db.session.scalar(select(Event.position).order_by(Event.id.desc()).limit(1))
         finally:
             db.session.remove()
 

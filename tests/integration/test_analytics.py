@@ -216,8 +216,8 @@ def test_page_shows_the_figures_as_plain_html(app, visitor, dataset):
     assert 'aria-current="page">Analytics</a>' in html
     # The live parts re-fetch themselves with the same period, throttled.
     first, last = _day(29), _day(0)
-    assert (f'hx-get="/admin/analytics/figures?from={first}&amp;to={last}"\n'
-            f'     hx-trigger="metrics-changed from:#live throttle:2s"') in html
+    assert (f'hx-get="/admin/analytics/figures?from={first}&amp;to={last}" hx-swap="innerHTML" '
+            f'hx-trigger="metrics-changed from:#live throttle:2s, live:resync') in html
     assert f'hx-get="/admin/analytics/charts?from={first}&amp;to={last}"' in html
 
 
