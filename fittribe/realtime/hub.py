@@ -439,10 +439,12 @@ class RealtimeHub(ServerSentEventsBlueprint):
                 return
             fragment, key = fields.pop("fragment", None), fields.pop("key", None)
             message = Message(**fields)
-            position = None if message.id is None else int(message.id)
         except (ValueError, TypeError):
             log.warning("Ignoring malformed SSE message on %s", channel)
             return
+        # Outbox events carry their position; other publishers (flask-sse's API) may use any id,
+        # which then goes out as it is, without the exactly-once check.
+        position = int(message.id) if isinstance(message.id, int) or str(message.id).isdecimal() else None
         streams = tuple(streams)  # a copy: streams come and go while we deliver
         if fragment is not None:
             self._push(live.FRAGMENTS.get(fragment), key, position, streams)

@@ -19,10 +19,21 @@ def hub():
 
 
 @pytest.fixture
-def pair():
+def pair(monkeypatch):
+    taken = []
+    take_socket = SocketSubscription.take_socket
+
+    def take_and_remember(subscription, sock):
+        taken.append(subscription)
+        take_socket(subscription, sock)
+
+    monkeypatch.setattr(SocketSubscription, "take_socket", take_and_remember)
     server, page = socket.socketpair()
     page.setblocking(False)
     yield server, page
+    for subscription in taken:  # the event loop must not watch a socket closed under it
+        if subscription.hangup is not None:
+            subscription.hangup.stop()
     server.close()
     page.close()
 
