@@ -28,7 +28,7 @@ def test_trainer_adds_and_removes_weekly_hours_without_js(app, visitor, demo):
         event = db.session.scalar(select(Event).order_by(Event.id.desc()))
         row_id = db.session.scalar(select(WeeklyAvailability.id).where(
             WeeklyAvailability.weekday == 6, WeeklyAvailability.start_time == time(14)))
-    assert event.type == "slots-changed"  # open profiles re-fetch their calendar
+    assert event.payload.get("fragment") == "availability"  # open profiles get the new calendar pushed
     removed = visitor.post_form("/dashboard/availability", {}, post_url=f"/dashboard/availability/weekly/{row_id}/delete")
     assert removed.status_code == 303 and count(app, WeeklyAvailability) == before
 

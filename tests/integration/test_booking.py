@@ -44,8 +44,9 @@ def test_hold_takes_the_slot_and_announces_it(db_session, demo):
     assert held.hold_expires_at == NOW + timedelta(minutes=10)
     assert MONDAY_6AM not in [s.starts_at for s in booking.slots_for(trainer, 60, now=NOW, days=3)]
     events = db_session.scalars(select(Event).order_by(Event.id.desc()).limit(2)).all()
-    assert {(e.channel, e.type) for e in events} == {(f"trainer:{trainer.id}", "slots-changed"),
-                                                     (f"user:{member.id}", "sessions-changed")}
+    # Pushed to open pages: the trainer's calendar and the member's session list.
+    assert {(e.channel, e.payload.get("fragment")) for e in events} == {(f"trainer:{trainer.id}", "availability"),
+                                                                        (f"user:{member.id}", "upcoming")}
     with pytest.raises(SlotTaken, match="just taken"):
         booking.hold(user(db_session, "admin@fittribe.example"), trainer, MONDAY_6AM, 60, now=NOW)
 
@@ -137,7 +138,7 @@ def test_fifty_concurrent_holds_on_one_slot_exactly_one_wins(app, demo):
 
 def test_profile_calendar_shows_free_times_on_the_viewers_clock_and_drops_held_ones(app, client, visitor, demo):
     page = client.get("/trainers/maya-chen").get_data(as_text=True)
-    assert 'id="availability"' in page and 'hx-trigger="slots-changed from:#live"' in page
+    assert 'id="availability" data-live hx-get="/trainers/maya-chen/calendar"' in page
     assert "America/Los Angeles (the trainer's time zone" in page
     fragment = client.get("/trainers/maya-chen/calendar", headers={"HX-Request": "true", "HX-Request-Type": "partial"})
     html = fragment.get_data(as_text=True)
@@ -231,11 +232,12 @@ def test_worker_expires_run_out_holds_and_announces_the_free_time(app, demo):
         last_before = db.session.scalar(select(func.max(Event.id)))
         assert len(booking.expire_holds(now=NOW + timedelta(minutes=10))) == 1
         assert db.session.get(Booking, held_id).status is BookingStatus.EXPIRED
-        announced = db.session.execute(select(Event.channel, Event.type).where(
-            Event.id > last_before, Event.type.is_not(None))).all()
+        announced = [(e.channel, e.type or e.payload.get("fragment")) for e in db.session.scalars(
+            select(Event).where(Event.id > last_before, Event.channel != "public"))
+            if e.type or e.payload.get("fragment")]
         assert sorted(announced) == [("admin", "metrics-changed"),  # open analytics pages refresh
-                                     (f"trainer:{trainer.id}", "slots-changed"),
-                                     (f"user:{held.member_id}", "sessions-changed")]
+                                     (f"trainer:{trainer.id}", "availability"),  # pushed calendars
+                                     (f"user:{held.member_id}", "upcoming")]
         told = db.session.scalars(select(Notification.user_id).where(Notification.kind == "hold-expired")).all()
         assert sorted(told) == sorted([held.member_id, trainer.user_id])  # both people hear it ran out
     assert "expire_holds" in [job.name for job in JOBS]

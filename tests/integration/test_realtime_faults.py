@@ -59,9 +59,10 @@ def test_hub_survives_a_redis_restart(tmp_path):
 
     try:
         before = hub.subscribe(["public"])
+        before.start(0)  # no replay to wait for
         publisher.publish("fault:public", message(1))
         wait_for(lambda: before.pending)
-        assert before.pending.pop(0) == ("1", b"data:n1\nid:1\n\n")
+        assert before.pending.pop(0) == (None, b"data:n1\nid:1\n\n")
 
         server.terminate()
         server.wait(5)
@@ -73,9 +74,10 @@ def test_hub_survives_a_redis_restart(tmp_path):
         assert before.closed and hub.reconnects == 1
 
         after = hub.subscribe(["public"])
+        after.start(0)
         publisher.publish("fault:public", message(2))
         wait_for(lambda: after.pending)
-        assert after.pending.pop(0) == ("2", b"data:n2\nid:2\n\n")
+        assert after.pending.pop(0) == (None, b"data:n2\nid:2\n\n")
     finally:
         hub.shutdown()
         server.terminate()

@@ -75,7 +75,8 @@ def count(app, model) -> int:
 
 def announced(app, channel_prefix: str = "trainer:") -> list[tuple[str, str | None]]:
     with app.app_context():
-        return [(e.channel, e.type) for e in db.session.scalars(
+        # A named event's type, or the live fragment a push re-renders (realtime/live.py).
+        return [(e.channel, e.type or e.payload.get("fragment")) for e in db.session.scalars(
             select(Event).where(Event.channel.startswith(channel_prefix)).order_by(Event.id))]
 
 
@@ -114,8 +115,8 @@ def test_member_reviews_a_completed_session_and_the_profile_shows_it(app, demo):
         review = db.session.scalar(select(Review))
         assert (review.rating, review.text, review.booking_id) == (4, "Tough but fun, great cues.", booking_id)
     assert rating_of(app) == (Decimal("4.00"), 1)
-    # Every open profile of Maya re-fetches its reviews and rating (named event on her channel).
-    assert announced(app)[announced_before:] == [(f"trainer:{trainer_id(app)}", "reviews-changed")]
+    # Every open profile of Maya gets its reviews and rating pushed (on her channel).
+    assert announced(app)[announced_before:] == [(f"trainer:{trainer_id(app)}", "reviews")]
     with app.app_context():
         maya_user = user(TRAINER)
         assert db.session.scalar(select(Notification.message).where(Notification.user_id == maya_user.id)) \
@@ -245,7 +246,7 @@ def test_rating_counts_only_visible_reviews_through_flag_hide_and_restore(app, d
         alert = db.session.scalar(select(Notification).where(Notification.user_id == admin_id))
         assert alert.kind == "review-flagged" and "Abusive" in alert.message and alert.link == f"/admin/reviews#review-{bad}"
     assert (f"user:{admin_id}", None) in announced(app, "user:")  # the toast, pushed to the admin's open pages
-    assert ("admin", "flags-changed") in announced(app, "admin")
+    assert ("admin", "review-moderation") in announced(app, "admin")
     again = lucia.post_form(f"/reviews/{bad}/flag", {"reason": "Reporting twice"})
     assert again.status_code == 409 and "already reported" in text_of(again)
     author = browser_for(app, MEMBER)
@@ -263,7 +264,7 @@ def test_rating_counts_only_visible_reviews_through_flag_hide_and_restore(app, d
     before = len(announced(app))
     assert admin_browser.post_form(f"/admin/reviews/{bad}/hide", {"reason": "Abusive language"}).status_code == 303
     assert rating_of(app) == (Decimal("4.50"), 2)
-    assert announced(app)[before:] == [(f"trainer:{trainer_id(app)}", "reviews-changed")]
+    assert announced(app)[before:] == [(f"trainer:{trainer_id(app)}", "reviews")]
     assert "total scam" not in text_of(browser_for(app, None).get("/trainers/maya-chen"))
     assert browser_for(app, None).get("/trainers/maya-chen/reviews", headers=HTMX).status_code == 200
     assert lucia.get(f"/reviews/{bad}/flag").status_code == 404  # hidden: nothing to report any more
@@ -373,7 +374,7 @@ def test_trainer_replies_once_from_the_dashboard(app, demo):
     response = maya.post_form("/dashboard/", {"reply": "Thanks! I'll keep ten minutes for it.", "back": "/dashboard/"},
                               post_url=url)
     assert response.status_code == 303 and response.headers["Location"] == f"/dashboard/#review-{review_id}"
-    assert announced(app)[before:] == [(f"trainer:{trainer_id(app)}", "reviews-changed")]
+    assert announced(app)[before:] == [(f"trainer:{trainer_id(app)}", "reviews")]
     profile = text_of(browser_for(app, None).get("/trainers/maya-chen"))
     assert "Reply from Maya Chen" in profile and "I'll keep ten minutes for it." in profile
     again = maya.post_form("/dashboard/", {"reply": "Second reply"}, post_url=url)
@@ -418,7 +419,8 @@ def test_profile_lists_reviews_newest_first_ten_a_page(app, demo):
     fragment = visitor.get("/trainers/maya-chen/reviews?page=2", headers=HTMX)
     html = fragment.get_data(as_text=True)
     assert fragment.status_code == 200 and html.lstrip().startswith('<section id="reviews"')
-    assert 'hx-trigger="reviews-changed from:#live"' in html and "Review number 00" in html
+    assert 'hx-trigger="live:resync from:#live' in html and "Review number 00" in html
+    assert 'class="panel reviews-page-2"' in html  # a push of the first page leaves this one alone
     no_js = visitor.get("/trainers/maya-chen/reviews?page=2")
     assert no_js.status_code == 302 and no_js.headers["Location"] == "/trainers/maya-chen?reviews_page=2#reviews"
     empty = text_of(visitor.get("/trainers/maya-chen?reviews_page=9"))
@@ -439,7 +441,7 @@ def test_profile_and_fragments_show_the_rating_and_dates_on_the_viewers_clock(ap
     rating = browser_for(app, None).get("/trainers/maya-chen/rating", headers=HTMX)
     html = rating.get_data(as_text=True)
     assert rating.status_code == 200 and html.lstrip().startswith('<span id="rating-summary"') and "★ 5.0" in html
-    assert 'hx-trigger="reviews-changed from:#live"' in html
+    assert 'hx-trigger="live:resync from:#live' in html
 
 
 def test_empty_state_and_report_links(app, demo):

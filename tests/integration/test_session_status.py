@@ -28,7 +28,7 @@ def _move_clock_to(app, moment) -> None:
 
 def _announced(app) -> int:
     with app.app_context():
-        return db.session.scalar(select(func.count(Event.id)).where(Event.type == "sessions-changed"))
+        return sum(1 for payload in db.session.scalars(select(Event.payload)) if payload.get("fragment") == "upcoming")
 
 
 def test_each_status_change_is_announced_once_to_both_people(app, seeded):
