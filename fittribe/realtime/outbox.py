@@ -192,8 +192,8 @@ def events_after(position: int, channels: list[str], limit: int = 1000) -> list[
 
 def latest_position() -> int:
     """The last position given out: a page rendered now has seen everything up to it."""
-    return (db.session.scalar(select(EventCursor.last_position).where(EventCursor.id == 1))
-            or db.session.scalar(select(func.max(Event.position))) or 0)
+    cursor = select(EventCursor.last_position).where(EventCursor.id == 1).scalar_subquery()
+    return db.session.scalar(select(func.coalesce(cursor, select(func.max(Event.position)).scalar_subquery(), 0)))
 
 
 def pruned(position: int) -> bool:

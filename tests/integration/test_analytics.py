@@ -266,7 +266,7 @@ def test_the_page_takes_few_queries(app, visitor, dataset):
     # the user + five for the figures; the page adds the unread badge (its days come from the same results)
     # and the live position it was rendered at
     assert figures_statements <= 6, statements[:figures_statements]
-    assert len(statements) - figures_statements <= 8
+    assert len(statements) - figures_statements <= 8, [s[:90] for s in statements[figures_statements:]]
 
 
 # --- CSV ----------------------------------------------------------------------------------------
