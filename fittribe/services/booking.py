@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import (AvailabilityOverride, Booking, BookingStatus, TrainerProfile, User,
+from ..models import (AvailabilityOverride, Booking, BookingStatus, CalendarBusy, TrainerProfile, User,
                       WeeklyAvailability)
 from ..realtime import outbox
 from ..realtime.channels import PUBLIC, trainer_channel, user_channel
@@ -47,11 +47,14 @@ def policy_for(trainer: TrainerProfile, length_minutes: int) -> Policy:
 
 
 def _active_busy(trainer_id: int, now: datetime, ignore_booking_id: int | None = None) -> list[Busy]:
-    rows = db.session.execute(select(Booking.starts_at, Booking.ends_at).where(
-        Booking.trainer_id == trainer_id, Booking.ends_at > now, Booking.id != (ignore_booking_id or 0),
-        (Booking.status == BookingStatus.CONFIRMED)
-        | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)),
-    ))
+    """Held and booked times, and busy times from the trainer's connected calendar."""
+    rows = db.session.execute(union_all(
+        select(Booking.starts_at, Booking.ends_at).where(
+            Booking.trainer_id == trainer_id, Booking.ends_at > now, Booking.id != (ignore_booking_id or 0),
+            (Booking.status == BookingStatus.CONFIRMED)
+            | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now))),
+        select(CalendarBusy.starts_at, CalendarBusy.ends_at).where(
+            CalendarBusy.trainer_id == trainer_id, CalendarBusy.ends_at > now)))
     return [Busy(aware(start), aware(end)) for start, end in rows]
 
 
