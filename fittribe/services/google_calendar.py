@@ -202,6 +202,7 @@ def connect(user: User, code: str, verifier: str, redirect_uri: str) -> GoogleCo
         raise BookingError("Please allow FitTribe both to see your calendars and to add events, then try again.")
     connection = connection_of(user.id) or GoogleConnection(user_id=user.id)
     connection.token_encrypted, connection.status = _seal(token), ConnectionStatus.ACTIVE
+    connection.channels = []  # channels of an earlier grant: new ones are made below
     db.session.add(connection)
     db.session.flush()
     try:
