@@ -21,7 +21,7 @@ from fittribe.services import booking as booking_service
 from fittribe.services import booking_changes, google_calendar
 from fittribe.worker import JOBS
 from tests.fake_google import FakeGoogle
-from tests.helpers import demo_hold, demo_paid_session, text_of
+from tests.helpers import Browser, demo_hold, demo_paid_session, text_of
 
 TRAINER = "trainer@fittribe.example"
 MEMBER = "member@fittribe.example"
@@ -111,6 +111,26 @@ def test_connect_with_pkce_and_offline_access_stores_the_token_encrypted(app, de
             "/webhooks/google/calendar")
     page = text_of(visitor.get("/account/google"))
     assert f"Connected: {ACCOUNT}" in page and "Calendars that make you busy" in page
+
+
+@pytest.mark.parametrize("method, url, anonymous, logged_in", [
+    ("GET", "/account/google", 302, 200),
+    ("POST", "/account/google", 302, 303),  # not connected: back to the page
+    ("GET", "/account/google/connect", 302, 303),  # to Google's consent screen
+    ("GET", "/account/google/callback?state=x&code=y", 302, 400),  # no flow started in this session
+    ("POST", "/account/google/disconnect", 302, 303),
+    ("POST", "/webhooks/google/calendar", 403, 403),  # no channel: refused for everyone
+])
+def test_who_may_use_each_google_route(app, demo, google, method, url, anonymous, logged_in):
+    for email, want in ((None, anonymous), (MEMBER, logged_in), (TRAINER, logged_in), ("admin@fittribe.example", logged_in)):
+        browser = Browser(app.test_client())
+        if email:
+            browser.login(email)
+        page = "/notifications/" if email else "/login"  # where the CSRF token is read from
+        response = browser.get(url) if method == "GET" else browser.post_form(page, {}, post_url=url)
+        assert response.status_code == want, (email, url, response.status_code)
+        if want == 302:
+            assert "/login?next=" in response.headers["Location"]
 
 
 def test_the_feature_is_hidden_when_google_is_not_configured(app, demo, visitor):
