@@ -257,11 +257,14 @@ def disconnect(user: User) -> bool:
     connection = connection_of(user.id)
     if connection is None:
         return True
+    def stop_channels(api: _Api) -> None:
+        for channel in connection.channels:
+            _stop(api, channel)
+
     revoked = False
     try:
         token = _unseal(connection.token_encrypted)
-        if connection.status is ConnectionStatus.ACTIVE:
-            _guarded(connection, lambda api: [_stop(api, channel) for channel in connection.channels], retries=0)
+        _guarded(connection, stop_channels, retries=0)
         response = _oauth(token=token).revoke_token(current_app.config["GOOGLE_REVOKE_URL"],
                                                     token=token.get("refresh_token") or token.get("access_token"))
         revoked = response.ok or response.status_code == 400  # 400: already revoked
