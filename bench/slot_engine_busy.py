@@ -8,10 +8,10 @@ On a throwaway PostgreSQL database (BENCH_DATABASE_URL's server; dropped at the 
 data and a claimed empty Redis db (BENCH_REDIS_URL; flushed at the end), in one process:
 
 1. the trainer profile page (GET /trainers/<slug>: the calendar of free times, from the slot
-   engine) of every demo trainer in turn, `--requests` times after a warm-up, with no busy times;
-2. the same after `--busy` busy intervals (15 min – 3 h, at random over the 60-day horizon) are
-   stored for every trainer, as a connected Google Calendar would leave them;
-3. the slot engine alone (`free_slots` over the whole horizon: what the search's next free time
+   engine) of every demo trainer in turn, `--requests` times in all, with no busy times and with
+   `--busy` busy intervals per trainer (15 min – 3 h, at random over the 60-day horizon, as a
+   connected Google Calendar leaves them), in `--rounds` alternating rounds;
+2. the slot engine alone (`free_slots` over the whole horizon: what the search's next free time
    and a reschedule need), with those intervals, and with the pre-bisect linear scan for reference.
 
 Times are server-side wall clock per request (Flask test client, no network); p50/p99 printed, and
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=500)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
@@ -88,7 +89,7 @@ def main() -> None:
 
 def run(args, database_url: str, redis_url: str) -> None:
     from flask_migrate import upgrade
-    from sqlalchemy import select
+    from sqlalchemy import delete, insert, select
 
     from fittribe import create_app
     from fittribe.extensions import db
@@ -111,20 +112,31 @@ def run(args, database_url: str, redis_url: str) -> None:
     client = app.test_client()
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "trainers": len(slugs),
                      "busy_per_trainer": args.busy}
-    results["profile_no_busy"] = percentiles(time_profiles(client, slugs, args.requests, args.warmup))
-
     rng = random.Random(16)
     now = datetime.now(timezone.utc)
     with app.app_context():
-        for trainer in db.session.scalars(select(TrainerProfile).where(TrainerProfile.is_approved)):
-            for _ in range(args.busy):
-                start = now + timedelta(minutes=15 * rng.randrange(0, 4 * 24 * trainer.horizon_days))
-                db.session.add(CalendarBusy(trainer_id=trainer.id, starts_at=start,
-                                            ends_at=start + timedelta(minutes=15 * rng.randint(1, 12))))
-        db.session.commit()
-        db.session.execute(db.text("ANALYZE calendar_busy"))
-        db.session.commit()
-    results["profile_with_busy"] = percentiles(time_profiles(client, slugs, args.requests, args.warmup))
+        rows = [dict(trainer_id=trainer.id, starts_at=start, ends_at=start + timedelta(minutes=15 * rng.randint(1, 12)))
+                for trainer in db.session.scalars(select(TrainerProfile).where(TrainerProfile.is_approved))
+                for start in (now + timedelta(minutes=15 * rng.randrange(0, 4 * 24 * trainer.horizon_days))
+                              for _ in range(args.busy))]
+
+    def set_busy(on: bool) -> None:
+        with app.app_context():
+            db.session.execute(delete(CalendarBusy))
+            if on:
+                db.session.execute(insert(CalendarBusy), rows)
+            db.session.commit()
+            db.session.execute(db.text("ANALYZE calendar_busy"))
+            db.session.commit()
+
+    # Without and with busy times in alternating rounds, so a load change on the machine hits both alike.
+    without, with_busy = [], []
+    for _ in range(args.rounds):
+        set_busy(False)
+        without += time_profiles(client, slugs, args.requests // args.rounds, args.warmup)
+        set_busy(True)
+        with_busy += time_profiles(client, slugs, args.requests // args.rounds, args.warmup)
+    results["profile_no_busy"], results["profile_with_busy"] = percentiles(without), percentiles(with_busy)
 
     with app.app_context():
         trainer = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == slugs[0]))
