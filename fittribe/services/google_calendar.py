@@ -257,6 +257,7 @@ def disconnect(user: User) -> bool:
     connection = connection_of(user.id)
     if connection is None:
         return True
+
     def stop_channels(api: _Api) -> None:
         for channel in connection.channels:
             _stop(api, channel)
