@@ -61,6 +61,7 @@ bench: install-dev assets ## benchmarks (need PostgreSQL)
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/booking_race.py
 	$(BIN)/python bench/analytics.py
+	$(BIN)/python bench/slot_engine_busy.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor static/cache_manifest.json

@@ -122,6 +122,30 @@ class Config:
     ZOOM_RETRIES = int(os.environ.get("ZOOM_RETRIES", 2))
     ZOOM_RETRY_BACKOFF = float(os.environ.get("ZOOM_RETRY_BACKOFF", 0.5))
 
+    # Google Calendar (services/google_calendar.py): shown only when the client id and secret and a
+    # token key are set. GOOGLE_TOKEN_KEYS: comma-separated Fernet keys (`Fernet.generate_key()`);
+    # the first encrypts stored tokens, all decrypt (rotate by putting a new key first).
+    GOOGLE_CLIENT_ID = os.environ.get("GOOGLE_CLIENT_ID")
+    GOOGLE_CLIENT_SECRET = os.environ.get("GOOGLE_CLIENT_SECRET")
+    GOOGLE_TOKEN_KEYS = os.environ.get("GOOGLE_TOKEN_KEYS")
+    # The OAuth redirect registered with Google; unset: this site's /account/google/callback.
+    GOOGLE_REDIRECT_URI = os.environ.get("GOOGLE_REDIRECT_URI")
+    # Where Google posts push notifications (must be public HTTPS in production).
+    GOOGLE_WEBHOOK_URL = os.environ.get("GOOGLE_WEBHOOK_URL", SITE_URL.rstrip("/") + "/webhooks/google/calendar")
+    # Only tests change these, to a local fake Google.
+    GOOGLE_AUTH_URL = os.environ.get("GOOGLE_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth")
+    GOOGLE_TOKEN_URL = os.environ.get("GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token")
+    GOOGLE_REVOKE_URL = os.environ.get("GOOGLE_REVOKE_URL", "https://oauth2.googleapis.com/revoke")
+    GOOGLE_API_BASE = os.environ.get("GOOGLE_API_BASE", "https://www.googleapis.com")
+    # Retries of one Google call on 429/5xx/connection errors, and the first pause (doubled each time).
+    GOOGLE_RETRIES = int(os.environ.get("GOOGLE_RETRIES", 2))
+    GOOGLE_RETRY_BACKOFF = float(os.environ.get("GOOGLE_RETRY_BACKOFF", 0.5))
+    # The worker re-reads busy times this often even without a push notification (one may be lost).
+    GOOGLE_BUSY_REFRESH_MINUTES = float(os.environ.get("GOOGLE_BUSY_REFRESH_MINUTES", 15))
+    # Push channels are asked to live this long and renewed when less than GOOGLE_WATCH_RENEW_HOURS remain.
+    GOOGLE_WATCH_TTL_HOURS = float(os.environ.get("GOOGLE_WATCH_TTL_HOURS", 168))
+    GOOGLE_WATCH_RENEW_HOURS = float(os.environ.get("GOOGLE_WATCH_RENEW_HOURS", 24))
+
     # Tests shift the session-status clock through Redis (fittribe/clock.py); never in production.
     CLOCK_ADJUSTABLE = _bool("CLOCK_ADJUSTABLE", False)
 

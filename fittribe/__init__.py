@@ -112,11 +112,11 @@ def _register_blueprints(app: Flask) -> None:
 
     from .realtime import live, outbox
     from .realtime.stream import sse
-    from .web import (admin, analytics, auth, bookings, calendar_feed, dashboard, notifications, payments, public,
-                      reviews, trainers)
+    from .web import (admin, analytics, auth, bookings, calendar_feed, dashboard, google, notifications, payments,
+                      public, reviews, trainers)
 
     for module in (public, trainers, bookings, payments, auth, dashboard, notifications, admin, analytics,
-                   calendar_feed, reviews):
+                   calendar_feed, google, reviews):
         app.register_blueprint(module.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"],

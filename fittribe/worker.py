@@ -94,6 +94,20 @@ def retry_meetings() -> None:
     meetings.retry_missing()
 
 
+@periodic(30)
+def push_google_events() -> None:
+    from .services import google_calendar
+
+    google_calendar.push_pending()
+
+
+@periodic(60)
+def maintain_google_calendars() -> None:
+    from .services import google_calendar
+
+    google_calendar.maintain()
+
+
 @periodic(60)
 def refresh_next_available() -> None:
     from .services import booking

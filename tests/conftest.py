@@ -161,11 +161,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server(app, database_url, redis_url, tmp_path_factory):
+def live_google():
+    """The fake Google (tests/fake_google.py) the live server is configured with; it posts its push
+    notifications to the live server, as Google would. Tests that use it call `reset()` first."""
+    from tests.fake_google import FakeGoogle
+
+    fake = FakeGoogle()
+    fake.deliver_notifications = True
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(app, database_url, redis_url, tmp_path_factory, live_google):
     """The real thing: gunicorn with one gevent worker on the test database and Redis."""
     port = _free_port()
+    google = live_google.app_config(GOOGLE_WEBHOOK_URL=f"http://127.0.0.1:{port}/webhooks/google/calendar")
     env = {
         **os.environ,
+        **{name: str(value) for name, value in google.items()},
         "FITTRIBE_ENV": "development",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,

@@ -9,6 +9,7 @@ a wall time that does not exist (spring forward) is never offered, and a session
 start plus its real length, whatever the clocks do in between."""
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -33,7 +34,7 @@ class DateOverride:
 
 @dataclass(frozen=True)
 class Busy:
-    """Time already taken (a hold or a booking), in UTC."""
+    """Time already taken (a hold, a booking, or busy in the trainer's own calendar), in UTC."""
     starts_at: datetime
     ends_at: datetime
 
@@ -84,7 +85,7 @@ def free_slots(weekly: list[WeeklyHours], overrides: list[DateOverride], busy: l
     first_day = now.astimezone(zone).date()
     last_day = (latest_start.astimezone(zone).date() if days is None
                 else min(first_day + timedelta(days=days - 1), latest_start.astimezone(zone).date()))
-    taken = sorted(busy, key=lambda b: b.starts_at)
+    taken = _Taken(busy)
 
     slots: set[Slot] = set()  # two ranges may offer the same start
     day = first_day
@@ -114,13 +115,35 @@ def free_slots(weekly: list[WeeklyHours], overrides: list[DateOverride], busy: l
     return sorted(slots)[:limit]
 
 
-def _too_close(starts_at: datetime, ends_at: datetime, policy: Policy, taken: list[Busy]) -> bool:
+class _Taken:
+    """Busy time joined into disjoint, sorted intervals, so each candidate slot looks only at its
+    neighbours (bisect) rather than at every interval: a trainer's calendar may bring hundreds.
+    Joining overlapping or touching intervals changes no answer of `_too_close`."""
+
+    def __init__(self, busy: list[Busy]):
+        self.starts: list[datetime] = []
+        self.ends: list[datetime] = []
+        for b in sorted(busy, key=lambda b: b.starts_at):
+            if self.ends and b.starts_at <= self.ends[-1]:
+                self.ends[-1] = max(self.ends[-1], b.ends_at)
+            else:
+                self.starts.append(b.starts_at)
+                self.ends.append(b.ends_at)
+
+
+def _too_close(starts_at: datetime, ends_at: datetime, policy: Policy, taken: _Taken) -> bool:
     """Neither may the new session's buffers touch a booked session, nor the new session a booked
     one's buffers. Buffers may share time with each other: between two sessions the gap is the
     larger buffer that applies (the after-buffer of the first, the before-buffer of the second)."""
     before, after = policy.buffer_before, policy.buffer_after
-    return any((b.starts_at < ends_at + after and starts_at - before < b.ends_at)
-               or (b.starts_at - before < ends_at and starts_at < b.ends_at + after) for b in taken)
+    reach = max(before, after)
+    i = bisect_right(taken.ends, starts_at - reach)  # the first interval that may come close
+    while i < len(taken.starts) and taken.starts[i] < ends_at + reach:
+        start, end = taken.starts[i], taken.ends[i]
+        if (start < ends_at + after and starts_at - before < end) or (start - before < ends_at and starts_at < end + after):
+            return True
+        i += 1
+    return False
 
 
 def next_available(weekly, overrides, busy, policy: Policy, now: datetime) -> Slot | None:

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import (AvailabilityOverride, Booking, BookingStatus, TrainerProfile, User,
+from ..models import (AvailabilityOverride, Booking, BookingStatus, CalendarBusy, TrainerProfile, User,
                       WeeklyAvailability)
 from ..realtime import live
 from . import analytics
@@ -45,13 +45,19 @@ def policy_for(trainer: TrainerProfile, length_minutes: int) -> Policy:
     )
 
 
-def _active_busy(trainer_id: int, now: datetime, ignore_booking_id: int | None = None) -> list[Busy]:
-    rows = db.session.execute(select(Booking.starts_at, Booking.ends_at).where(
+def _active_busy(trainer_id: int, now: datetime, ignore_booking_id: int | None = None,
+                 until: datetime | None = None) -> list[Busy]:
+    """Held and booked times, and busy times from the trainer's connected calendar, that end
+    after `now` (and start before `until`, when given)."""
+    bookings = select(Booking.starts_at, Booking.ends_at).where(
         Booking.trainer_id == trainer_id, Booking.ends_at > now, Booking.id != (ignore_booking_id or 0),
         (Booking.status == BookingStatus.CONFIRMED)
-        | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)),
-    ))
-    return [Busy(aware(start), aware(end)) for start, end in rows]
+        | ((Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at > now)))
+    calendar = select(CalendarBusy.starts_at, CalendarBusy.ends_at).where(
+        CalendarBusy.trainer_id == trainer_id, CalendarBusy.ends_at > now)
+    if until is not None:
+        bookings, calendar = bookings.where(Booking.starts_at < until), calendar.where(CalendarBusy.starts_at < until)
+    return [Busy(aware(start), aware(end)) for start, end in db.session.execute(union_all(bookings, calendar))]
 
 
 def announce_slots_changed(trainer_id: int) -> None:
@@ -85,8 +91,10 @@ def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: d
             ranges.append((row.start_time, row.end_time))
     overrides = [DateOverride(day, tuple(ranges)) for day, ranges in by_day.items()]
     length = length_minutes or trainer.session_lengths[0]
-    return free_slots(weekly, overrides, _active_busy(trainer.id, now, ignore_booking_id), policy_for(trainer, length), now,
-                      days, limit)
+    # Only `days` local days are laid out: busy times starting after them (and their buffers) can't matter.
+    until = now + timedelta(days=days + 2) if days is not None else None
+    return free_slots(weekly, overrides, _active_busy(trainer.id, now, ignore_booking_id, until),
+                      policy_for(trainer, length), now, days, limit)
 
 
 def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = None, skip_locked: bool = False,

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, Role, User
-from . import analytics, meetings, payments
+from . import analytics, google_calendar, meetings, payments
 from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed, aware,
                       is_free, slots_for)
@@ -96,6 +96,7 @@ def cancel(booking: Booking, user: User, reason: str, now: datetime | None = Non
     now = now or datetime.now(timezone.utc)
     terms, reason = _end(booking, user, reason, now, cancel_terms, BookingStatus.CANCELLED)
     announce_slots_changed(booking.trainer_id)
+    google_calendar.booking_changed(booking)
     refund_note = " Your payment is refunded in full." if terms.refund else ""
     link = f"/bookings/{booking.id}"
     member, trainer = booking.member, booking.trainer.user
@@ -105,6 +106,7 @@ def cancel(booking: Booking, user: User, reason: str, now: datetime | None = Non
                                     f"cancelled: {reason}.", link)
     db.session.commit()
     meetings.detach(booking)  # after the commit: a rolled-back cancellation keeps its meeting
+    google_calendar.push_pending(booking.id, retries=0)
     return terms
 
 
@@ -146,6 +148,7 @@ def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, n
         raise SlotTaken() from error
     announce_slots_changed(booking.trainer_id)
     announce_sessions_changed(member.id, trainer.id)
+    google_calendar.booking_changed(booking)
     link = f"/bookings/{booking.id}"
     for person, opening in ((member, f"Your session with {booking.trainer.display_name}"),
                             (trainer, f"The session with {member.name}")):
@@ -156,7 +159,9 @@ def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, n
         meetings.detach(booking)
         booking.meeting_url = booking.meeting_ref = None
         meetings.attach(booking)
+        google_calendar.booking_changed(booking)  # the event's link too
         db.session.commit()
+    google_calendar.push_pending(booking.id, retries=0)
 
 
 def _length(booking: Booking) -> int:

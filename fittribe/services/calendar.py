@@ -21,7 +21,7 @@ FEED_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.COMPLETED, BookingStatus
 FEED_REFRESH = timedelta(hours=1)  # a hint only: Google refreshes on its own schedule (hours)
 
 
-def _title(booking: Booking, as_trainer: bool = False) -> str:
+def session_title(booking: Booking, as_trainer: bool = False) -> str:
     other = booking.member.name if as_trainer else booking.trainer.display_name
     return f"FitTribe session with {other}"
 
@@ -41,7 +41,7 @@ def _event(booking: Booking, host: str, as_trainer: bool = False) -> Event:
     cancelled = booking.status is BookingStatus.CANCELLED
     event = Event()
     event.add("uid", f"booking-{booking.id}@{host}")  # stable: re-importing updates, not duplicates
-    event.add("summary", ("Cancelled: " if cancelled else "") + _title(booking, as_trainer))
+    event.add("summary", ("Cancelled: " if cancelled else "") + session_title(booking, as_trainer))
     event.add("dtstart", _utc(booking.starts_at))
     event.add("dtend", _utc(booking.ends_at))
     event.add("dtstamp", datetime.now(timezone.utc))
@@ -112,4 +112,4 @@ def google_calendar_link(booking: Booking) -> str:
     dates = f"{_utc(booking.starts_at).strftime(stamp)}/{_utc(booking.ends_at).strftime(stamp)}"
     details = f"Join the video session: {booking.meeting_url}" if booking.meeting_url else ""
     return "https://calendar.google.com/calendar/render?" + urlencode(
-        {"action": "TEMPLATE", "text": _title(booking), "dates": dates, "details": details})
+        {"action": "TEMPLATE", "text": session_title(booking), "dates": dates, "details": details})

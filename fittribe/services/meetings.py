@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Booking, BookingStatus
+from . import google_calendar
 from .booking import aware
 from .notify import notify, notify_admins
 
@@ -92,6 +93,7 @@ def retry_missing(now: datetime | None = None) -> int:
                    f"Your video link is ready for your session with {booking.trainer.display_name}.", link)
             notify(booking.trainer.user_id, "meeting",
                    f"Your video link is ready for your session with {booking.member.name}.", link)
+            google_calendar.booking_changed(booking)  # calendar events get the link (the worker sends it)
         db.session.commit()
     return made
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, ProcessedWebhook
-from . import analytics, meetings
+from . import analytics, google_calendar, meetings
 from .availability import Slot
 from .booking import announce_sessions_changed, announce_slots_changed, aware, is_free
 from .notify import notify, notify_admins
@@ -168,6 +168,7 @@ def handle_event(provider: Provider, body: bytes, signature: str | None) -> dict
     db.session.refresh(booking, with_for_update=True)
     outcome = _apply(provider, event, booking)
     db.session.commit()
+    google_calendar.push_pending(booking.id, retries=0)  # after the commit; the worker retries failures
     return {"outcome": outcome, "event": event, "booking_id": booking.id}
 
 
@@ -212,6 +213,7 @@ def _apply(provider: Provider, event: PaymentEvent, booking: Booking) -> str:
     booking.status = BookingStatus.CONFIRMED
     _record(provider, booking, event, PaymentStatus.SUCCEEDED)
     meetings.attach(booking)
+    google_calendar.booking_changed(booking)
     link = f"/bookings/{booking.id}"
     notify(booking.member_id, "confirmed", f"Booked: your session with {booking.trainer.display_name} is confirmed.", link)
     notify(booking.trainer.user_id, "confirmed", f"New session booked by {booking.member.name}.", link)

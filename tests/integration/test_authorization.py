@@ -100,6 +100,13 @@ MATRIX = [
     ("GET", "/admin/analytics.csv?table=daily", ADMIN_GET, None),
     ("POST", "/webhooks/simulated", (400,) * 7, {}),  # authenticated by signature only
     ("POST", "/webhooks/stripe", (404,) * 7, {}),  # only when Stripe is configured (test_stripe.py)
+    # Google Calendar only when configured (test_google_calendar.py: its own matrix with a fake Google).
+    ("GET", "/account/google", (404,) * 7, None),
+    ("POST", "/account/google", (404,) * 7, {}),
+    ("GET", "/account/google/connect", (404,) * 7, None),
+    ("GET", "/account/google/callback", (404,) * 7, None),
+    ("POST", "/account/google/disconnect", (404,) * 7, {}),
+    ("POST", "/webhooks/google/calendar", (404,) * 7, {}),
 ]
 # Covered elsewhere, with what they need: streams (test_realtime.py: 403 for a channel the session
 # may not read), log-in/sign-up/reset/log-out POSTs (test_auth.py), static files.
