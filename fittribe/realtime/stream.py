@@ -23,10 +23,8 @@ from ..ops.logs import log_when_stream_ends
 from ..ops.metrics import OPEN_STREAMS
 from . import outbox, presence
 from .channels import channels_for
-from .connection import redis_client
+from .connection import redis_client, redis_key
 from .hub import HEARTBEAT, SocketSubscription, Subscription, sse
-
-STREAM_LEASES = "fittribe:streams:"
 
 
 def _gunicorn_socket(environ):
@@ -115,7 +113,7 @@ def stream():
     client = redis_client()
 
     cap = config["STREAM_CAP_PER_CLIENT"]
-    cap_key = STREAM_LEASES + _client_key()
+    cap_key = redis_key("streams", _client_key())
     if cap:  # one round trip: drop expired leases, take one, count
         now = time.time()
         with client.pipeline() as pipe:

@@ -129,7 +129,7 @@ def test_streams_leave_the_request_pool_and_end_on_sigterm_in_under_5_seconds(ap
     gives their leases back before the worker exits."""
     master, port = start_gunicorn(database_url, redis_url, tmp_path, WORKER_CONNECTIONS="20")
     leases = redis_lib.Redis.from_url(redis_url)
-    lease_key = "fittribe:streams:ip:127.0.0.1"
+    lease_key = f"faults-{port}:streams:ip:127.0.0.1"  # REDIS_KEY_PREFIX defaults to SSE_CHANNEL_PREFIX
     sockets = []
     try:
         others = set(leases.zrange(lease_key, 0, -1))
