@@ -144,3 +144,21 @@ def demo_paid_session(app, days_ahead: float = 0, **who) -> int:
         outcome = payments.simulated_charge(db.session.get(Booking, booking_id), "4242424242424242")["outcome"]
         assert outcome == "confirmed", outcome
     return booking_id
+
+
+def presence_announcements(app, trainer: int) -> list[bool]:
+    """The online/offline changes announced to members for `trainer` so far, oldest first."""
+    from sqlalchemy import select
+
+    from fittribe.extensions import db
+    from fittribe.models import Event
+    from fittribe.realtime.channels import PUBLIC
+
+    with app.app_context():
+        try:
+            events = db.session.scalars(select(Event).where(Event.channel == PUBLIC).order_by(Event.id)).all()
+            return [e.payload["context"]["online"] for e in events
+                    if e.payload.get("partial") == "partials/presence_push.html"
+                    and e.payload["context"]["trainer_id"] == trainer]
+        finally:
+            db.session.remove()

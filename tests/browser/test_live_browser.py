@@ -17,10 +17,10 @@ from sqlalchemy import select
 from fittribe.extensions import db
 from fittribe.models import Event, TrainerProfile, User
 from fittribe.realtime import presence
-from fittribe.realtime.channels import PUBLIC
 from fittribe.realtime.connection import redis_client, redis_key
 from fittribe.services.notify import notify
 from tests.browser.pages import assert_same_document, expect_live, log_in, open_live_page
+from tests.helpers import presence_announcements
 
 pytestmark = pytest.mark.browser
 
@@ -56,18 +56,6 @@ def send_notification(app, to_user: int, message: str) -> int:
             notify(to_user, "test", message, "/notifications/")
             db.session.commit()
             return db.session.scalar(select(Event.id).order_by(Event.id.desc()).limit(1))
-        finally:
-            db.session.remove()
-
-
-def presence_announcements(app, trainer: int) -> list[bool]:
-    """The online/offline changes announced for `trainer` so far, oldest first."""
-    with app.app_context():
-        try:
-            events = db.session.scalars(select(Event).where(Event.channel == PUBLIC).order_by(Event.id)).all()
-            return [e.payload["context"]["online"] for e in events
-                    if e.payload.get("partial") == "partials/presence_push.html"
-                    and e.payload["context"]["trainer_id"] == trainer]
         finally:
             db.session.remove()
 

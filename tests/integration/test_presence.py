@@ -19,11 +19,10 @@ import requests
 from sqlalchemy import select
 
 from fittribe.extensions import db
-from fittribe.models import Event, TrainerProfile
+from fittribe.models import TrainerProfile
 from fittribe.realtime import presence
-from fittribe.realtime.channels import PUBLIC
-from tests.helpers import SSEClient, csrf_token_from, live_login
-from tests.integration.test_realtime_faults import start_gunicorn
+from tests.helpers import SSEClient, csrf_token_from, live_login, presence_announcements
+from tests.integration.test_realtime_faults import start_gunicorn, stop_gunicorn
 
 TRAINER = "trainer@fittribe.example"  # Maya Chen
 
@@ -33,23 +32,11 @@ def maya_id(app) -> int:
         return db.session.scalar(select(TrainerProfile.id).where(TrainerProfile.slug == "maya-chen"))
 
 
-def announcements(app, trainer: int) -> list[bool]:
-    """The online/offline changes announced to members for `trainer` so far, oldest first."""
-    with app.app_context():
-        try:
-            events = db.session.scalars(select(Event).where(Event.channel == PUBLIC).order_by(Event.id)).all()
-            return [e.payload["context"]["online"] for e in events
-                    if e.payload.get("partial") == "partials/presence_push.html"
-                    and e.payload["context"]["trainer_id"] == trainer]
-        finally:
-            db.session.remove()
-
-
 def sweep_until(app, trainer: int, expected: list[bool], timeout: float) -> float:
     """Sweep at the worker's interval until members have been told `expected`; seconds taken."""
     started = time.monotonic()
-    while announcements(app, trainer) != expected:
-        assert time.monotonic() - started < timeout, f"announced {announcements(app, trainer)}, not {expected}"
+    while presence_announcements(app, trainer) != expected:
+        assert time.monotonic() - started < timeout, f"announced {presence_announcements(app, trainer)}, not {expected}"
         with app.app_context():
             try:
                 presence.sweep()
@@ -95,7 +82,7 @@ def test_switched_on_without_a_page_open_she_is_offline(app, live_server, traine
     assert members_see(response.text) == "offline"  # …but no page of hers is live
     assert badge_seen_by_members(live_server) == "offline"
     assert badge_on_dashboard(trainer, live_server) == "offline"
-    assert announcements(app, maya) == []
+    assert presence_announcements(app, maya) == []
     assert "a FitTribe page of yours is open" in response.text  # the definition, next to the switch
 
 
@@ -105,21 +92,21 @@ def test_a_page_open_and_the_switch_on_she_is_online_until_switched_off(app, liv
     try:
         stream.next(comments=True)
         assert badge_seen_by_members(live_server) == "offline"  # a page alone is not "available"
-        assert announcements(app, maya) == []
+        assert presence_announcements(app, maya) == []
 
         response = switch(trainer, live_server, on=True)
         assert members_see(response.text) == "online"
-        assert announcements(app, maya) == [True]
+        assert presence_announcements(app, maya) == [True]
         assert badge_seen_by_members(live_server) == "online"
         assert badge_on_dashboard(trainer, live_server) == "online"
         # Her preview of her search card says what members see, too.
         assert 'presence presence-online presence-of-' in trainer.get(f"{live_server}/dashboard/profile").text
 
         switch(trainer, live_server, on=True)  # on again: nothing changed, nothing announced
-        assert announcements(app, maya) == [True]
+        assert presence_announcements(app, maya) == [True]
 
         switch(trainer, live_server, on=False)  # her tab stays open: members see her offline at once
-        assert announcements(app, maya) == [True, False]
+        assert presence_announcements(app, maya) == [True, False]
         assert badge_seen_by_members(live_server) == "offline"
         assert badge_on_dashboard(trainer, live_server) == "offline"
         assert 'presence presence-offline presence-of-' in trainer.get(f"{live_server}/dashboard/profile").text
@@ -156,7 +143,7 @@ def test_a_connection_that_silently_dies_goes_offline_within_two_heartbeats(app,
         switch(session, base_url, on=True)
         stream = SSEClient(session, base_url + "/stream")
         stream.next(comments=True)
-        assert announcements(app, maya) == [True]
+        assert presence_announcements(app, maya) == [True]
         time.sleep(2.5)  # heartbeats keep her online
         assert sweep_until(app, maya, [True], timeout=1) < 1
 
@@ -170,8 +157,4 @@ def test_a_connection_that_silently_dies_goes_offline_within_two_heartbeats(app,
         if worker is not None:
             with contextlib.suppress(ProcessLookupError):  # gunicorn may have replaced it already
                 os.kill(worker, signal.SIGKILL)
-        master.send_signal(signal.SIGTERM)
-        try:
-            master.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            master.kill()
+        stop_gunicorn(master)

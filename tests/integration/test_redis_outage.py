@@ -4,15 +4,13 @@ process's memory (fail safe: login stays throttled), and everything comes back w
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
 
 import pytest
 import requests
 
 from tests.helpers import csrf_token_from, live_login
 from tests.integration.test_booking import _first_slot_form
-from tests.integration.test_realtime_faults import free_port, start_gunicorn, start_redis
+from tests.integration.test_realtime_faults import free_port, start_gunicorn, start_redis, stop_gunicorn
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 
@@ -70,10 +68,6 @@ def test_the_site_degrades_instead_of_failing_while_redis_is_down(app, database_
         assert "presence presence-offline" in requests.get(base_url + "/trainers/maya-chen", timeout=10).text
         assert requests.get(base_url + "/healthz", timeout=10).status_code == 200
     finally:
-        master.send_signal(signal.SIGTERM)
-        try:
-            master.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            master.kill()
+        stop_gunicorn(master)
         redis_server.terminate()
         redis_server.wait(5)
