@@ -50,11 +50,13 @@ return flips
 
 
 def offline_within() -> float:
-    """The longest a trainer still shows online after her last page closed (noticed at the next
-    heartbeat, then PRESENCE_GRACE) or its connection died silently (the lease runs out,
-    PRESENCE_TTL after its last renewal), until the sweep that announces it."""
+    """The longest a trainer still shows online after her last page closed or its server stopped,
+    until the sweep that announces it. A closed page is noticed when a heartbeat to it fails: the
+    first write after the close still succeeds (the browser answers it with a reset), the next one
+    fails; then PRESENCE_GRACE. A stream no longer renewed runs out PRESENCE_TTL after its last
+    heartbeat."""
     config = current_app.config
-    closed = config["SSE_HEARTBEAT_SECONDS"] + config["PRESENCE_GRACE"]
+    closed = 2 * config["SSE_HEARTBEAT_SECONDS"] + config["PRESENCE_GRACE"]
     return max(closed, config["PRESENCE_TTL"]) + SWEEP_SECONDS
 
 
