@@ -137,10 +137,11 @@ def stream_opened(trainer_id: int, stream_id: str) -> None:
     _refresh(trainer_id)
 
 
-def stream_closed(client, trainer_id: int, stream_id: str, grace: float) -> None:
-    # Not removed at once: a trainer moving to another page reconnects within a second and
-    # should not flicker offline. The sweeper ends the lease after the grace period.
-    client.zadd(lease_key(trainer_id), {stream_id: time.time() + grace}, xx=True)
+def stream_closed(client, key: str, stream_id: str, grace: float) -> None:
+    """Runs without the app: `key` is the trainer's lease_key(), named while the stream opened.
+    The lease is not removed at once: a trainer moving to another page reconnects within a second
+    and should not flicker offline. The sweeper ends the lease after the grace period."""
+    client.zadd(key, {stream_id: time.time() + grace}, xx=True)
 
 
 def set_available(trainer_id: int, available: bool) -> None:

@@ -125,10 +125,10 @@ def stream():
             client.zrem(cap_key, stream_id)
             abort(429, f"You have {open_streams - 1} live pages open; close one to go live here.")
 
-    trainer_id = None
+    presence_key = None  # named here: close() runs without the app (and its key prefix)
     if current_user.is_authenticated and current_user.has_role(Role.TRAINER) and current_user.trainer_profile:
-        trainer_id = current_user.trainer_profile.id
-        presence.stream_opened(trainer_id, stream_id)
+        presence_key = presence.lease_key(current_user.trainer_profile.id)
+        presence.stream_opened(current_user.trainer_profile.id, stream_id)
 
     # Subscribe before reading the replay, so nothing falls between the two; what arrives
     # twice is dropped by id (skip_ids).
@@ -150,8 +150,8 @@ def stream():
     leases = []
     if cap:
         leases.append((cap_key, stream_id, 2 * heartbeat))
-    if trainer_id is not None:
-        leases.append((presence.lease_key(trainer_id), stream_id, config["PRESENCE_TTL"]))
+    if presence_key is not None:
+        leases.append((presence_key, stream_id, config["PRESENCE_TTL"]))
     subscription.leases = tuple(leases)  # renewed by the hub's heartbeat ticker
 
     closed = False
@@ -168,8 +168,8 @@ def stream():
         sse.unsubscribe(subscription)
         if cap:
             client.zrem(cap_key, stream_id)
-        if trainer_id is not None:
-            presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
+        if presence_key is not None:
+            presence.stream_closed(client, presence_key, stream_id, config["PRESENCE_GRACE"])
 
     if sock is not None:
         subscription.on_end = close
