@@ -45,6 +45,11 @@ class Config:
     # X-RateLimit-* headers cost two extra Redis round trips per limited request (every stream
     # connect): off. A 429 still says when to retry (Retry-After, see web/errors.py).
     RATELIMIT_HEADERS_ENABLED = False
+    # Redis down: limits keep counting in each process's memory until it answers again (checked
+    # with growing pauses, up to about a minute) instead of failing every limited request with a
+    # 500. Fail safe rather than open: login and signup stay throttled, at worst N workers x the
+    # limit. (RATELIMIT_SWALLOW_ERRORS would let every request through: not for login.)
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute;50 per hour")
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "5 per minute;30 per hour")
     RATELIMIT_PASSWORD_RESET = os.environ.get("RATELIMIT_PASSWORD_RESET", "5 per minute;20 per hour")
@@ -80,11 +85,16 @@ class Config:
     # Real time (see fittribe/realtime). Redis pub/sub channels are global to the server, so
     # every deployment (and every test run) names its own prefix.
     SSE_CHANNEL_PREFIX = os.environ.get("SSE_CHANNEL_PREFIX", "fittribe:sse:")
+    # Every Redis key the app names (presence, stream leases, error counters, clock, session
+    # phases) starts with this; unset, it is SSE_CHANNEL_PREFIX (fittribe/realtime/connection.py).
+    REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX") or None
     SSE_HEARTBEAT_SECONDS = float(os.environ.get("SSE_HEARTBEAT_SECONDS", 15))
     SSE_REPLAY_LIMIT = int(os.environ.get("SSE_REPLAY_LIMIT", 1000))
     STREAM_CAP_PER_CLIENT = int(os.environ.get("STREAM_CAP_PER_CLIENT", 12))  # 0 = no cap
     RATELIMIT_STREAM = os.environ.get("RATELIMIT_STREAM", "120 per minute")
-    PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL", 40))  # > heartbeat: renewed by each one
+    # A connection's presence lease, renewed by each heartbeat: a connection that stops being
+    # renewed counts as gone this long after its last heartbeat. Unset: 1.5 heartbeats.
+    PRESENCE_TTL = float(os.environ["PRESENCE_TTL"]) if os.environ.get("PRESENCE_TTL") else None
     PRESENCE_GRACE = float(os.environ.get("PRESENCE_GRACE", 5))  # offline this long after the last page closes
     AVAILABLE_NOW_HOURS = float(os.environ.get("AVAILABLE_NOW_HOURS", 8))
     OUTBOX_RELAY_AFTER = float(os.environ.get("OUTBOX_RELAY_AFTER", 3))

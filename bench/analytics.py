@@ -162,19 +162,20 @@ def fill_redis(app, streams: int, online: int) -> None:
     from fittribe.extensions import db
     from fittribe.models import TrainerProfile
     from fittribe.realtime import presence
-    from fittribe.realtime.connection import redis_client
-    from fittribe.realtime.stream import STREAM_LEASES
+    from fittribe.realtime.connection import redis_client, redis_key
 
     with app.app_context():
         client = redis_client()
         expiry = time.time() + 3600
         with client.pipeline(transaction=False) as pipe:
             for n in range(streams):
-                pipe.zadd(f"{STREAM_LEASES}ip:10.{n // 65536}.{n // 256 % 256}.{n % 256}", {f"s{n}": expiry})
+                pipe.zadd(redis_key("streams", f"ip:10.{n // 65536}.{n // 256 % 256}.{n % 256}"), {f"s{n}": expiry})
             for trainer_id in db.session.scalars(select(TrainerProfile.id).order_by(TrainerProfile.id).limit(online)):
                 pipe.zadd(presence.lease_key(trainer_id), {"bench": expiry})
-                pipe.sadd(presence.TRACKED_KEY, trainer_id)
+                pipe.zadd(presence.available_key(), {trainer_id: expiry})
+                pipe.sadd(presence.tracked_key(), trainer_id)
             pipe.execute()
+        presence.sweep()  # members are shown them online
         db.session.remove()
 
 

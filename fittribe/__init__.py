@@ -35,6 +35,7 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     )
     app.config.from_object(config_for(config_name))
     app.config.update(overrides)
+    _derive_settings(app)
     app.config.setdefault("FLASK_STATIC_DIGEST_COMPRESSION", ["gzip", "brotli"])
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
@@ -55,6 +56,13 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     return app
+
+
+def _derive_settings(app: Flask) -> None:
+    """Defaults that follow another setting, once the overrides are in."""
+    config = app.config
+    config["REDIS_KEY_PREFIX"] = config.get("REDIS_KEY_PREFIX") or config["SSE_CHANNEL_PREFIX"]
+    config["PRESENCE_TTL"] = config.get("PRESENCE_TTL") or 1.5 * config["SSE_HEARTBEAT_SECONDS"]
 
 
 def _init_extensions(app: Flask) -> None:

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 
-from .realtime.connection import channel_prefix, redis_client
+from .realtime.connection import redis_client, redis_key
 
 
 def _offset_key() -> str:
-    return channel_prefix() + "clock-offset-seconds"
+    return redis_key("clock-offset-seconds")
 
 
 def now() -> datetime:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from .extensions import db
+from .realtime.presence import SWEEP_SECONDS as PRESENCE_SWEEP_SECONDS
 
 
 @dataclass
@@ -66,7 +67,7 @@ def relay_outbox() -> None:
     outbox.relay_unpublished()
 
 
-@periodic(2)
+@periodic(PRESENCE_SWEEP_SECONDS)
 def sweep_presence() -> None:
     from .realtime import presence
 

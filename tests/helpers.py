@@ -217,3 +217,21 @@ class FreezableProxy:
                 sock.close()
             except OSError:
                 pass
+
+
+def presence_announcements(app, trainer: int) -> list[bool]:
+    """The online/offline changes announced to members for `trainer` so far, oldest first."""
+    from sqlalchemy import select
+
+    from fittribe.extensions import db
+    from fittribe.models import Event
+    from fittribe.realtime.channels import PUBLIC
+
+    with app.app_context():
+        try:
+            events = db.session.scalars(select(Event).where(Event.channel == PUBLIC).order_by(Event.id)).all()
+            return [e.payload["context"]["online"] for e in events
+                    if e.payload.get("partial") == "partials/presence_push.html"
+                    and e.payload["context"]["trainer_id"] == trainer]
+        finally:
+            db.session.remove()

@@ -11,19 +11,21 @@ import logging
 import time
 from functools import partial
 
-import redis
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request
 
 from ..extensions import db
 
 log = logging.getLogger(__name__)
-KEY_PREFIX = "fittribe:5xx:"
+# Answers that say "unavailable" on purpose: the load balancer's probe reports a Redis or database
+# outage with 503. Counting them would alert on the probe, not on pages people see failing.
+NOT_COUNTED = frozenset({"ops.healthz"})
 
 
 def init_app(app: Flask) -> None:
     @app.after_request
     def count_server_errors(response: Response) -> Response:
-        if response.status_code >= 500 and app.config["ERROR_SPIKE_THRESHOLD"] > 0:
+        if (response.status_code >= 500 and app.config["ERROR_SPIKE_THRESHOLD"] > 0
+                and request.endpoint not in NOT_COUNTED):
             response.call_on_close(partial(record_server_error, app))
         return response
 
@@ -41,19 +43,19 @@ def record_server_error(app: Flask) -> None:
 
 
 def _record(minute: int) -> None:
-    from ..realtime.connection import redis_client
+    from ..realtime.connection import REDIS_ERRORS, redis_client, redis_key
     from ..services.notify import notify_admins
 
     client = redis_client()
     if client is None:
         return  # no Redis (fallback mode): no shared count to keep
-    key = f"{KEY_PREFIX}{minute}"
+    key = redis_key("5xx", minute)
     try:
         with client.pipeline() as pipe:
             pipe.incr(key)
             pipe.expire(key, 120)
             count = pipe.execute()[0]
-    except (redis.RedisError, OSError) as error:
+    except REDIS_ERRORS as error:
         log.warning("Could not count a server error (%r)", error)
         return
     threshold = current_app.config["ERROR_SPIKE_THRESHOLD"]

@@ -1,10 +1,14 @@
 """One Redis client per process for publishing and presence, on a small blocking pool: a burst
-of thousands of stream connects waits for a connection instead of opening thousands."""
+of thousands of stream connects waits for a connection instead of opening thousands. Every key the
+app stores is named by `redis_key`, under the deployment's REDIS_KEY_PREFIX, so two deployments (or
+test runs) sharing one Redis never read each other's presence, leases or counters."""
 from __future__ import annotations
 
 import redis
 from flask import current_app
 
+# What a Redis outage raises: its own errors, and socket errors from a connection cut mid-way.
+REDIS_ERRORS = (redis.RedisError, OSError)
 _clients: dict[tuple[str, int], redis.Redis] = {}
 
 
@@ -25,3 +29,8 @@ def redis_client(url: str | None = None, max_connections: int | None = None) -> 
 
 def channel_prefix() -> str:
     return current_app.config["SSE_CHANNEL_PREFIX"]
+
+
+def redis_key(*parts: object) -> str:
+    """The app's Redis key made of `parts`, e.g. redis_key("presence", 7) -> "<prefix>presence:7"."""
+    return current_app.config["REDIS_KEY_PREFIX"] + ":".join(str(part) for part in parts)

@@ -8,6 +8,7 @@ owns the client socket and writes each event with one non-blocking send(), so an
 costs a socket and a small object, not a parked greenlet with its stack, parser and environ."""
 from __future__ import annotations
 
+import _socket
 import gc
 import json
 import logging
@@ -147,6 +148,9 @@ class SocketSubscription:
 
     def take_socket(self, sock) -> None:
         sock.setblocking(False)
+        # A path that dies without a reset: unacknowledged bytes fail the socket after two
+        # heartbeats, instead of the kernel's ~15 minutes of retransmissions.
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_USER_TIMEOUT, int(2000 * self.hub.heartbeat))
         self.socket = sock
         # A page sends nothing after its request: the socket turning readable means it closed
         # (or sent garbage). A bare loop watcher, not a greenlet: no stack kept per stream.
@@ -244,8 +248,8 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._listener: threading.Thread | None = None
         self._redis_url: str | None = None
         self._prefix = ""
-        self._heartbeat = 15.0
         self.write_timeout = 30.0  # a stream that takes no bytes for two heartbeats is dropped
+        self.heartbeat = 15.0
         self._pool_size = 2
         self.stopping = False
         self.connected = threading.Event()
@@ -347,7 +351,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
     # --- the one Redis subscriber per process ---------------------------------------------
     def configure(self, redis_url: str | None, prefix: str, heartbeat: float = 15.0, pool_size: int = 2,
                   app=None) -> None:
-        self._redis_url, self._prefix, self._heartbeat, self._pool_size = redis_url, prefix, heartbeat, pool_size
+        self._redis_url, self._prefix, self.heartbeat, self._pool_size = redis_url, prefix, heartbeat, pool_size
         self.write_timeout = 2 * heartbeat
         if app is not None:
             self._app = app  # pushes are rendered with it
@@ -404,7 +408,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         interval it sends every stream its heartbeat (straight to the socket where it can) and
         renews all their Redis leases in one pipelined round trip."""
         while not self.stopping:
-            time.sleep(self._heartbeat)
+            time.sleep(self.heartbeat)
             with self._lock:
                 everyone = list({s for streams in self._subscribers.values() for s in streams})
             leases = []

@@ -10,25 +10,20 @@ import _socket
 import errno
 import time
 import uuid
-from functools import cache
 
-import redis
 from flask import abort, current_app, request
 from flask_login import current_user
 from flask_sse import Message
-from limits import parse_many
 
+from .. import ratelimits
 from ..extensions import db, limiter, talisman
 from ..models import Role, TrainerProfile
 from ..ops.logs import log_when_stream_ends
 from ..ops.metrics import OPEN_STREAMS
 from . import live, outbox, presence
 from .channels import channels_for
-from .connection import redis_client
+from .connection import REDIS_ERRORS, redis_client, redis_key
 from .hub import HEARTBEAT, SocketSubscription, Subscription, sse
-
-STREAM_LEASES = "fittribe:streams:"
-REDIS_ERRORS = (redis.RedisError, OSError)
 
 
 def _gunicorn_socket(environ):
@@ -113,21 +108,11 @@ def _client_key() -> str:
     return f"user:{current_user.id}" if current_user.is_authenticated else f"ip:{request.remote_addr}"
 
 
-@cache
-def _limits(spec: str):
-    return parse_many(spec)
-
-
 def _allow_connect(client_key: str) -> bool:
     """Rate-limit connects with the same `limits` storage Flask-Limiter uses, without its
-    per-request machinery: this is the hottest path when thousands of pages reconnect."""
-    if not current_app.config.get("RATELIMIT_ENABLED", True):
-        return True
-    try:
-        return all(limiter.limiter.hit(item, "stream", client_key)
-                   for item in _limits(current_app.config["RATELIMIT_STREAM"]))
-    except REDIS_ERRORS:
-        return True  # Redis away: the page may connect (the hub ends it to replay once Redis is back)
+    per-request machinery: this is the hottest path when thousands of pages reconnect. While
+    Redis is down the count goes on in this process's memory."""
+    return ratelimits.hit(current_app.config["RATELIMIT_STREAM"], "stream", client_key)
 
 
 @limiter.request_filter
@@ -160,7 +145,7 @@ def stream():
     client = redis_client()
 
     cap = config["STREAM_CAP_PER_CLIENT"]
-    cap_key = STREAM_LEASES + _client_key()
+    cap_key = redis_key("streams", _client_key())
     if cap:  # one round trip: drop expired leases, take one, count
         now = time.time()
         try:
@@ -175,13 +160,13 @@ def stream():
             client.zrem(cap_key, stream_id)
             abort(429, f"You have {open_streams - 1} live pages open; close one to go live here.")
 
-    trainer_id = None
+    presence_key = None  # named here: close() runs without the app (and its key prefix)
     if current_user.is_authenticated and current_user.has_role(Role.TRAINER) and current_user.trainer_profile:
-        trainer_id = current_user.trainer_profile.id
         try:
-            presence.stream_opened(trainer_id, stream_id)
+            presence.stream_opened(current_user.trainer_profile.id, stream_id)
+            presence_key = presence.lease_key(current_user.trainer_profile.id)
         except REDIS_ERRORS:
-            trainer_id = None  # shown offline until her next connect with Redis back
+            pass  # shown offline until her next connect with Redis back
     # Subscribe before reading the replay, so nothing falls between the two: what arrives
     # meanwhile is held and sent after the replay, less what the replay already had.
     sock = _gunicorn_socket(request.environ)
@@ -198,8 +183,8 @@ def stream():
     leases = []
     if cap:
         leases.append((cap_key, stream_id, 2 * heartbeat))
-    if trainer_id is not None:
-        leases.append((presence.lease_key(trainer_id), stream_id, config["PRESENCE_TTL"]))
+    if presence_key is not None:
+        leases.append((presence_key, stream_id, config["PRESENCE_TTL"]))
     subscription.leases = tuple(leases)  # renewed by the hub's heartbeat ticker
 
     closed = False
@@ -217,8 +202,8 @@ def stream():
         try:
             if cap:
                 client.zrem(cap_key, stream_id)
-            if trainer_id is not None:
-                presence.stream_closed(client, trainer_id, stream_id, config["PRESENCE_GRACE"])
+            if presence_key is not None:
+                presence.stream_closed(client, presence_key, stream_id, config["PRESENCE_GRACE"])
         except REDIS_ERRORS:
             pass  # the leases run out by themselves
 

@@ -26,7 +26,6 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import redis
 from flask import current_app
 from sqlalchemy import and_, event as sa_event, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
@@ -35,8 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, Role, TrainerProfile, User
 from ..realtime import live as live_fragments, presence
-from ..realtime.connection import redis_client
-from ..realtime.stream import STREAM_LEASES
+from ..realtime.connection import REDIS_ERRORS, redis_client, redis_key
 
 T = TypeVar("T")
 DEFAULT_DAYS = 30
@@ -363,22 +361,19 @@ def new_users(period: Period) -> dict[Role, int]:
     return counts
 
 
-# Counted inside Redis in one round trip: open streams (unexpired leases in every STREAM_LEASES
-# key, one key per client, whichever worker serves the stream) and trainers online (tracked
-# trainers with an unexpired presence lease). Done in Python, SCAN's replies and a ZCOUNT per key
-# cost the web worker ~9 ms per 2,000 clients; here Redis spends ~1 ms. It walks every lease key,
-# so at tens of thousands of clients a per-worker count would be the next step.
+# Counted inside Redis in one round trip: open streams (unexpired leases in every stream lease
+# key, one key per client, whichever worker serves the stream) and trainers online (the ones
+# members are shown online, see realtime/presence.py). Done in Python, SCAN's replies and a ZCOUNT
+# per key cost the web worker ~9 ms per 2,000 clients; here Redis spends ~1 ms. It walks every
+# lease key, so at tens of thousands of clients a per-worker count would be the next step.
 LIVE_COUNTS = """
-local now, streams, online, cursor = ARGV[1], 0, 0, '0'
+local now, streams, cursor = ARGV[1], 0, '0'
 repeat
   local page = redis.call('SCAN', cursor, 'MATCH', ARGV[2], 'COUNT', 1000)
   cursor = page[1]
   for _, key in ipairs(page[2]) do streams = streams + redis.call('ZCOUNT', key, now, '+inf') end
 until cursor == '0'
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('ZCOUNT', ARGV[3] .. id, now, '+inf') > 0 then online = online + 1 end
-end
-return {streams, online}
+return {streams, redis.call('SCARD', KEYS[1])}
 """
 
 
@@ -389,10 +384,9 @@ def live() -> Live:
         return Live(None, None)
     try:
         streams, online = client.register_script(LIVE_COUNTS)(
-            keys=[presence.TRACKED_KEY],
-            args=[clock.time(), STREAM_LEASES + "*", presence.lease_key(0).removesuffix("0")])
+            keys=[presence.shown_key()], args=[clock.time(), redis_key("streams", "*")])
         return Live(streams, online)
-    except (redis.RedisError, OSError):
+    except REDIS_ERRORS:
         return Live(None, None)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from .. import clock
 from ..extensions import db
 from ..models import Booking, BookingStatus, TrainerProfile, User
-from ..realtime.connection import channel_prefix, redis_client
+from ..realtime.connection import redis_client, redis_key
 from .booking import announce_sessions_changed, aware
 
 JOIN_OPENS = timedelta(minutes=10)
@@ -81,7 +81,7 @@ def trainer_joined(booking: Booking, user: User, now: datetime | None = None) ->
 
 
 def _phase_key() -> str:
-    return channel_prefix() + "session-phases"
+    return redis_key("session-phases")
 
 
 def announce_phase_changes(now: datetime | None = None) -> int:

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 
 from ..models import Role
 from ..realtime import presence
+from ..realtime.connection import REDIS_ERRORS
 from ..models import AvailabilityOverride, WeeklyAvailability
 from .. import clock
 from ..services import availability_rules, earnings, session_status
@@ -28,9 +29,13 @@ def home():
     if current_user.has_role(Role.TRAINER):
         trainer = current_user.trainer_profile
         return render("pages/dashboard_trainer.html", "pages/dashboard_trainer.html", trainer=trainer,
-                      available_until=presence.available_until(trainer.id), **_sessions_context(),
+                      **_switch_context(trainer.id), **_sessions_context(),
                       trainer_reviews=review_service.trainer_reviews(trainer.id))
     return render("pages/dashboard_member.html", "pages/dashboard_member.html", **_sessions_context())
+
+
+def _switch_context(trainer_id: int) -> dict:
+    return {"presence": presence.status(trainer_id), "offline_within": presence.offline_within()}
 
 
 def _sessions_context() -> dict:
@@ -90,7 +95,8 @@ def profile_preview():
         languages=valid("languages", trainer.languages) or [], rating_avg=trainer.rating_avg,
         rating_count=trainer.rating_count, next_available_at=trainer.next_available_at,
         horizon_days=trainer.horizon_days, time_zone=trainer.time_zone)
-    return render("partials/trainer_card.html", "partials/trainer_card.html", trainer=preview, online_ids=())
+    return render("partials/trainer_card.html", "partials/trainer_card.html", trainer=preview,
+                  online_ids=presence.online_among([trainer.id]))
 
 
 @bp.route("/profile", methods=["GET", "POST"])
@@ -109,20 +115,24 @@ def trainer_profile():
         flash("Profile saved.", "success")
         return see_other(url_for("dashboard.trainer_profile"))
     return render("pages/trainer_profile_edit.html", "partials/trainer_profile_form.html",
-                  status=422 if form.errors else 200, form=form, trainer=trainer)
+                  status=422 if form.errors else 200, form=form, trainer=trainer,
+                  online_ids=presence.online_among([trainer.id]))
 
 
 @bp.post("/available")
 @role_required(Role.TRAINER)
 def set_available():
-    """The "available now" switch: the trainer shows as online to members while it is on."""
+    """The "available now" switch: with a page of hers open, members see her online while it is on."""
     trainer = current_user.trainer_profile
     turn_on = request.form.get("available") == "on"
-    presence.set_available(trainer.id, turn_on)
+    try:
+        presence.set_available(trainer.id, turn_on)
+    except REDIS_ERRORS:
+        abort(503, "Live status is unavailable right now, so the switch can't change. Try again in a minute.")
     if request.headers.get("HX-Request") == "true":
         return render("partials/available_switch.html", "partials/available_switch.html",
-                      available_until=presence.available_until(trainer.id))
-    flash("You are shown as available now." if turn_on else "You are no longer shown as available.", "success")
+                      **_switch_context(trainer.id))
+    flash("You are available now." if turn_on else "You are no longer available now.", "success")
     return see_other(url_for("dashboard.home"))
 
 

@@ -17,11 +17,10 @@ from sqlalchemy import select
 from fittribe.extensions import db
 from fittribe.models import Event, TrainerProfile, User
 from fittribe.realtime import presence
-from fittribe.realtime.channels import PUBLIC
-from fittribe.realtime.connection import redis_client
-from fittribe.realtime.stream import STREAM_LEASES
+from fittribe.realtime.connection import redis_client, redis_key
 from fittribe.services.notify import notify
 from tests.browser.pages import assert_same_document, expect_live, log_in, open_live_page
+from tests.helpers import presence_announcements
 
 pytestmark = pytest.mark.browser
 
@@ -61,18 +60,6 @@ def send_notification(app, to_user: int, message: str) -> int:
             db.session.remove()
 
 
-def presence_announcements(app, trainer: int) -> list[bool]:
-    """The online/offline changes announced for `trainer` so far, oldest first."""
-    with app.app_context():
-        try:
-            events = db.session.scalars(select(Event).where(Event.channel == PUBLIC).order_by(Event.id)).all()
-            return [e.payload["context"]["online"] for e in events
-                    if e.payload.get("partial") == "partials/presence_push.html"
-                    and e.payload["context"]["trainer_id"] == trainer]
-        finally:
-            db.session.remove()
-
-
 def run_sweeper(app) -> int:
     with app.app_context():
         try:
@@ -90,7 +77,7 @@ def open_streams_of(app, user: int) -> int:
     """Streams the server holds open for this user (the per-client cap's leases: added when a
     stream opens, removed when the server sees it close)."""
     with app.app_context():
-        return redis_client().zcard(f"{STREAM_LEASES}user:{user}")
+        return redis_client().zcard(redis_key("streams", f"user:{user}"))
 
 
 def maya_badge(page: Page):
@@ -110,46 +97,36 @@ def test_presence_badge_follows_the_trainer_live(app, live_server, demo, member_
     expect(badge).to_have_text("Offline")
     expect(badge).to_have_class(re.compile(r"\bpresence-offline\b"))
 
-    # Any open page of the trainer holds a presence lease: her dashboard's stream puts her online.
+    # A live page alone does not make her "Online now": the switch is off.
     trainer_page = trainer_context.new_page()
     log_in(trainer_page, live_server, TRAINER)
     open_live_page(trainer_page)
+    switch = trainer_page.locator("#available-switch")
+    expect(switch.locator(".presence")).to_have_text("Offline")
+    expect(switch).to_contain_text("a FitTribe page of yours is open")  # the definition, by the switch
+
+    # The "available now" switch: htmx swaps the form in place; members see her online at once.
+    trainer_page.get_by_role("button", name="I'm available now").click()
+    expect(switch.locator(".status")).to_have_text("Available now")
+    expect(switch.get_by_role("button", name="Switch off")).to_be_visible()
+    expect(switch.locator(".presence")).to_have_text("Online now")  # what members see, said on her page
     expect(badge).to_have_text("Online now", timeout=PUSH_TIMEOUT_MS)
     expect(badge).to_have_class(re.compile(r"\bpresence-online\b"))
     expect(member_page.locator(f".presence-of-{maya}")).to_have_count(1)  # replaced, not added
     assert presence_announcements(app, maya) == [True]
     assert_same_document(member_page)
-
-    # The "available now" switch: htmx swaps the form in place.
-    trainer_page.get_by_role("button", name="I'm available now").click()
-    switch = trainer_page.locator("#available-switch")
-    expect(switch.locator(".status")).to_have_text("Available now")
-    expect(switch.get_by_role("button", name="Switch off")).to_be_visible()
     assert_same_document(trainer_page)
-    assert presence.AVAILABLE_LEASE in presence_leases(app, maya)
 
     # She closes her page. The server notices the stream is gone (next heartbeat, 1 s), gives it
-    # PRESENCE_GRACE (0.5 s) and the sweeper ends the lease; the switch keeps her online.
+    # PRESENCE_GRACE (0.5 s) and the sweeper ends the lease: the switch alone does not keep her online.
     trainer_context.close()
     deadline = time.monotonic() + 8
-    while presence_leases(app, maya) != {presence.AVAILABLE_LEASE}:
+    while presence_announcements(app, maya) != [True, False]:
         assert time.monotonic() < deadline, f"the closed page's lease was never swept: {presence_leases(app, maya)}"
-        time.sleep(0.3)
-        assert run_sweeper(app) == 0, "the sweeper took her offline although she is available"
-    time.sleep(2)  # room for a wrong "offline" push to arrive
-    assert badge.text_content().strip() == "Online now"
-    assert presence_announcements(app, maya) == [True]
-
-    # Switched off (as the dashboard's "Switch off" does): no lease is left, she goes offline.
-    with app.app_context():
-        try:
-            presence.set_available(maya, False)
-        finally:
-            db.session.remove()
-    run_sweeper(app)
+        time.sleep(presence.SWEEP_SECONDS)
+        run_sweeper(app)
     expect(badge).to_have_text("Offline", timeout=PUSH_TIMEOUT_MS)
     expect(badge).to_have_class(re.compile(r"\bpresence-offline\b"))
-    assert presence_announcements(app, maya) == [True, False]
     expect_live(member_page)
     assert_same_document(member_page)
 

@@ -12,7 +12,7 @@ from sqlalchemy import event as sa_event, func, select
 
 from fittribe.extensions import db
 from fittribe.models import Booking, BookingStatus, Event, Payment, PaymentStatus, Role, TrainerProfile, User
-from fittribe.realtime.stream import STREAM_LEASES
+from fittribe.realtime.connection import redis_key
 from fittribe.services import analytics
 from fittribe.services import booking as booking_service
 from fittribe.services import payments
@@ -240,10 +240,13 @@ def test_live_counts_come_from_redis(app, visitor, dataset):
 
     with app.app_context():
         client = redis_client()
-        client.zadd(STREAM_LEASES + "user:1", {"a": time.time() + 60, "gone": time.time() - 1})
-        client.zadd(STREAM_LEASES + "ip:127.0.0.1", {"b": time.time() + 60})
-        presence.set_available(db.session.scalar(select(TrainerProfile.id).where(TrainerProfile.slug == "maya-chen")),
-                               True)
+        client.zadd(redis_key("streams", "user:1"), {"a": time.time() + 60, "gone": time.time() - 1})
+        client.zadd(redis_key("streams", "ip:127.0.0.1"), {"b": time.time() + 60})
+        maya, kwame = db.session.scalars(select(TrainerProfile.id).where(
+            TrainerProfile.slug.in_(["maya-chen", "kwame-mensah"])).order_by(TrainerProfile.slug.desc()))
+        presence.set_available(maya, True)
+        presence.stream_opened(maya, "a")
+        presence.set_available(kwame, True)  # no page open: not online
         assert analytics.live() == analytics.Live(open_streams=2, online_trainers=1)
     visitor.login(ADMIN)
     html = visitor.get("/admin/analytics/figures", headers=HTMX).get_data(as_text=True)

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from fittribe.extensions import db
 from fittribe.models import Event, TrainerProfile, User
 from fittribe.realtime import live, outbox
+from fittribe.realtime.connection import redis_key
 from fittribe.services import user_admin
 from fittribe.services.notify import notify
 from tests.helpers import SSEClient, csrf_token_from, demo_hold, live_login
@@ -133,7 +134,8 @@ def test_a_dropped_stream_frees_its_slot_at_once(app, live_server, demo):
     live_login(session, live_server, "member@fittribe.example")
     cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
     port = int(live_server.rsplit(":", 1)[1])
-    key = f"fittribe:streams:user:{_user(app, 'member@fittribe.example')}"
+    with app.app_context():
+        key = redis_key("streams", f"user:{_user(app, 'member@fittribe.example')}")
     leases = redis_lib.Redis.from_url(app.config["REDIS_URL"])
     socks = []
     for _ in range(12):  # the cap

@@ -4,7 +4,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from fittribe.extensions import db
 from fittribe.models import Event, TrainerProfile, User

@@ -318,6 +318,20 @@ def test_error_spike_alerts_every_admin_once_per_minute(app, client, demo, monke
         assert db.session.scalar(select(Notification.id).where(Notification.kind == "half-written")) is None
 
 
+def test_health_503s_do_not_count_toward_error_spikes(app, make_app):
+    """The probe says "unavailable" on purpose (here: the database is down); admins are alerted
+    about pages people see failing, not about the probe."""
+    import redis as redis_lib
+
+    closed = _free_port()
+    no_database = make_app(SQLALCHEMY_DATABASE_URI=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/test",
+                           REDIS_URL=app.config["REDIS_URL"], ERROR_SPIKE_THRESHOLD=1)
+    client = no_database.test_client()
+    assert [client.get("/healthz", buffered=True).status_code for _ in range(3)] == [503] * 3
+    counters = [key for key in redis_lib.Redis.from_url(app.config["REDIS_URL"]).scan_iter() if b"5xx" in key]
+    assert counters == []
+
+
 def test_a_redis_failure_while_counting_never_makes_the_error_worse(app, client, monkeypatch, caplog):
     import redis as redis_lib
 

@@ -1,5 +1,5 @@
 """The real-time layer against a real gunicorn + gevent server, PostgreSQL and Redis:
-authorized channels, outbox replay, relay, presence, notifications and stream hygiene."""
+authorized channels, outbox replay, relay, notifications and stream hygiene."""
 import os
 import signal
 import socket
@@ -15,8 +15,9 @@ from sqlalchemy import func, insert, select, update
 
 from fittribe.extensions import db
 from fittribe.models import Event, EventCursor, Notification, TrainerProfile, User
-from fittribe.realtime import outbox, presence
+from fittribe.realtime import outbox
 from fittribe.realtime.channels import PUBLIC
+from fittribe.realtime.connection import redis_key
 from fittribe.services.notify import notify
 from tests.helpers import ROOT, SSEClient, live_login
 
@@ -301,7 +302,8 @@ def test_prune_removes_old_published_events_only(app):
 
 def test_vanished_client_is_cleaned_up_within_a_heartbeat(app, live_server, demo):
     client = redis_lib.Redis.from_url(app.config["REDIS_URL"])
-    key = "fittribe:streams:ip:127.0.0.1"
+    with app.app_context():
+        key = redis_key("streams", "ip:127.0.0.1")
     sock = socket.create_connection(("127.0.0.1", int(live_server.rsplit(":", 1)[1])))
     sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
     received = b""
@@ -381,44 +383,6 @@ def test_mark_all_read(app, live_server, member_session):
     assert "Marked 2 notifications as read" in response.text
     assert "count-zero" in response.text
     assert requests.get(live_server + "/notifications/", allow_redirects=False, timeout=5).status_code == 302
-
-
-def test_presence_follows_the_trainers_stream_and_switch(app, live_server, demo):
-    maya = trainer_id(app, "maya-chen")
-    watcher = SSEClient(requests.Session(), live_server + "/stream")
-    try:
-        watcher.next(comments=True)
-        trainer = requests.Session()
-        live_login(trainer, live_server, "trainer@fittribe.example")
-        trainer_stream = SSEClient(trainer, live_server + "/stream")
-        online = watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]
-        assert "presence-online" in online["data"] and f'hx-swap-oob="outerHTML:.presence-of-{maya}"' in online["data"]
-        with app.app_context():
-            assert presence.is_online(maya)
-        assert "presence-online" in requests.get(f"{live_server}/trainers/maya-chen", timeout=5).text
-        # The hub's heartbeat ticker (1 s in tests) renews the stream's lease.
-        leases = redis_lib.Redis.from_url(app.config["REDIS_URL"])
-        expiry = max(score for _, score in leases.zrange(presence.lease_key(maya), 0, -1, withscores=True))
-        time.sleep(1.5)
-        assert max(score for _, score in leases.zrange(presence.lease_key(maya), 0, -1, withscores=True)) > expiry
-
-        trainer_stream.close()  # last page closed: offline after the grace period, via the sweeper
-        deadline = time.monotonic() + 4  # noticed at the next heartbeat (1 s), then 0.5 s of grace
-        with app.app_context():
-            while not presence.sweep():
-                assert time.monotonic() < deadline, "the trainer never went offline"
-                time.sleep(0.2)
-        offline = watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]
-        assert "presence-offline" in offline["data"]
-
-        with app.app_context():
-            presence.set_available(maya, True)
-        assert "presence-online" in watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]["data"]
-        with app.app_context():
-            presence.set_available(maya, False)
-        assert "presence-offline" in watcher.events_until(lambda e: f"presence-of-{maya}" in e.get("data", ""))[-1]["data"]
-    finally:
-        watcher.close()
 
 
 def test_stream_connects_are_rate_limited(app, client, monkeypatch):

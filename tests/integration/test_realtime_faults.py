@@ -102,6 +102,14 @@ def start_gunicorn(database_url: str, redis_url: str, tmp_path, **settings: str)
             time.sleep(0.2)
 
 
+def stop_gunicorn(master: subprocess.Popen) -> None:
+    master.send_signal(signal.SIGTERM)
+    try:
+        master.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        master.kill()
+
+
 def open_streams(port: int, count: int) -> list[socket.socket]:
     sockets = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
     for sock in sockets:
@@ -131,7 +139,7 @@ def test_streams_leave_the_request_pool_and_end_on_sigterm_in_under_5_seconds(ap
     gives their leases back before the worker exits."""
     master, port = start_gunicorn(database_url, redis_url, tmp_path, WORKER_CONNECTIONS="20")
     leases = redis_lib.Redis.from_url(redis_url)
-    lease_key = "fittribe:streams:ip:127.0.0.1"
+    lease_key = f"faults-{port}:streams:ip:127.0.0.1"  # REDIS_KEY_PREFIX defaults to SSE_CHANNEL_PREFIX
     sockets = []
     try:
         others = set(leases.zrange(lease_key, 0, -1))
@@ -168,11 +176,7 @@ def test_a_worker_restarted_by_max_requests_ends_its_streams_cleanly(app, databa
         assert all(ended_cleanly(sock) for sock in sockets)
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
     finally:
-        master.send_signal(signal.SIGTERM)
-        try:
-            master.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            master.kill()
+        stop_gunicorn(master)
         for sock in sockets:
             sock.close()
 

@@ -3,7 +3,7 @@ button from 10 minutes before the start (for the two people only), the trainer's
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from fittribe import clock
 from fittribe.extensions import db
