@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,14 @@ class Site:
     worker: subprocess.Popen
     workers: list[int] = field(default_factory=list)  # gunicorn worker pids
     env: dict = field(default_factory=dict)
+    log_path: Path | None = None
+
+    def server_errors(self) -> dict[str, int]:
+        """Exception names in gunicorn's log so far (what a 5xx came from), most frequent first."""
+        if self.log_path is None or not self.log_path.exists():
+            return {}
+        names = Counter(re.findall(r"\b([A-Z]\w*(?:Error|Exception|Timeout))\b", self.log_path.read_text(errors="replace")))
+        return dict(names.most_common(5))
 
 
 def app_env(db_url: str, redis_url: str, tmp: Path, extra: dict | None = None) -> dict:
@@ -172,7 +181,7 @@ def running_site(tree: Tree, workers: int, database_url: str, redis_url: str, tm
                     time.sleep(0.2)
                     pids = children_of(master.pid)
                 log(f"{tree.label}: gunicorn {url} ({workers} gevent worker(s), pids {pids}), flask worker pid {bg.pid}")
-                yield Site(tree, url, psycopg_url(db_url), master, bg, pids, env)
+                yield Site(tree, url, psycopg_url(db_url), master, bg, pids, env, Path(glog.name))
             finally:
                 _stop(bg)
                 _stop(master)

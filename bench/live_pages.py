@@ -142,7 +142,7 @@ class Template:
         elif key.startswith("."):
             cls, _, n = key[1:].partition("#")
             keys = self.class_keys(cls)
-            return self.base.get(keys[int(n)]) if int(n) < len(keys) and keys[int(n)] != key else None
+            return self.base.get(keys[int(n)]) if int(n) < len(keys) else None
         else:
             match = re.search(r'\bid="%s"' % re.escape(key), self.doc)
             pos = match.start() if match else -1
@@ -659,6 +659,7 @@ def run_once(tree: Tree, workers: int, pages: int, args, tmp: Path) -> dict:
             result["changes"] = run_changes(site, clients, admin, member, actor, figures_url, total, args)
         finally:
             clients.close()
+            result["server_errors"] = site.server_errors()
         return result
 
 
@@ -698,7 +699,9 @@ def measure(site, clients: Clients, cid: int, name: str, preds: dict, change, to
     for answer in answers:
         affected += answer["affected"]
         violations += answer["violations"]
-        times += [max(0.0, t - t_resp) for t in answer["done"].values()]
+        # Shown before the response arrived counts as 0; after the timeout (while the server
+        # went quiet) as never.
+        times += [max(0.0, t - t_resp) for t in answer["done"].values() if t - t_resp <= args.converge_timeout]
     if figures_changed is False:  # the analytics page had nothing new to show: not counted
         affected -= 1
     stats = _sum_stats([a["stats"] for a in answers])
@@ -864,6 +867,10 @@ def print_run(run: dict) -> None:
               f"{fmt(r['p99_s']):>8}{fmt(r['max_s']):>8}{r['worker_cpu_ms_per_page']:>10.3f}{r['bg_worker_cpu_s']:>9.2f}"
               f"{r['bytes_per_page'] / 1000:>7.1f}{r.get('refetches', 0):>8}{errors:>7}{r.get('disconnects', 0):>6}"
               f"{r['client_cpu_s']:>9.2f}")
+    statuses = {k: sum(r.get(k, 0) for r in run["changes"]) for r0 in run["changes"] for k in r0
+                if k.startswith(("status_", "refetch_exc_"))}
+    if statuses or run.get("server_errors"):
+        print(f"  failed re-fetches: {statuses}; exceptions in the server log: {run.get('server_errors') or 'none'}")
     odd = {k: sum(r.get(k, 0) for r in run["changes"]) for k in ("missing_targets", "unsupported_swaps")}
     if any(odd.values()):
         print("  swaps the model could not apply: " + ", ".join(f"{k} {v}" for k, v in odd.items()))
