@@ -20,7 +20,8 @@ password and log in. Each round:
   3. all members hold a random free time of a random demo trainer at once (threads released
      together), and --pay-share of the winners pay (simulated provider): slot, next-available,
      session-list, analytics and notification events on every kind of channel;
-  4. after --tail s more of reconnects, the pages stop dropping, get --settle s to catch up, and
+  4. after --tail s more of reconnects, the pages stop dropping and catch up (until nothing arrives
+     for 3 s, at most --settle s), and
      the outbox is read: for every page, the events it should have got are all rows of its
      channels with a position (the SSE id: `events.position` when that column exists, else
      `events.id`) after its starting position, up to the newest one when the writers were done.
@@ -119,6 +120,9 @@ class OrderPage:
         self.client.loop.call_later(0.5 * random.uniform(0.7, 1.3), self.open)  # htmx's first retry
 
     def on_event(self, event_id, event, data):
+        self.client.messages += 1
+        if "Reload" in data and not event:  # the stream gave up replaying and asks for a reload
+            self.errors["reload asked"] += 1
         if not event_id:
             return
         self.last_id = event_id
@@ -136,6 +140,7 @@ class OrderClient:
         self.drop_range = drop_range
         self.dropping = False
         self.stopping = False
+        self.messages = 0
         self.pages = [OrderPage(self, spec) for spec in specs]
 
     def newest(self) -> int:
@@ -187,6 +192,8 @@ def client_main(conn, base: str, db_url: str, pos_col: str, specs: list[dict], d
         elif command in ("drop", "calm"):
             client.set_dropping(command == "drop")
             conn.send(True)
+        elif command == "count":
+            conn.send(client.messages)
         elif command == "report":
             conn.send(client.report())
         elif command == "stop":
@@ -252,6 +259,16 @@ def page_specs(site, count: int, members: list[Browser], member_ids: list[int], 
     return specs
 
 
+def free_the_calendars(site) -> None:
+    """Between rounds: the previous round's holds and bookings end (cancelled in SQL, no events),
+    so every round races for the same times with members under their hold cap."""
+    with psycopg.connect(site.db_url) as conn:
+        kind = conn.execute("SELECT pg_typeof(status)::text, status::text FROM bookings LIMIT 1").fetchone()
+        cancelled = "cancelled" if kind[1] == kind[1].lower() else "CANCELLED"
+        conn.execute(f"UPDATE bookings SET status = %s::{kind[0]} WHERE lower(status::text) IN ('held', 'confirmed') "
+                     "AND member_id IN (SELECT id FROM users WHERE email LIKE %s)", (cancelled, "%@bench.example"))
+
+
 def write_burst(site, members: list[Browser], slots: dict[str, list[tuple[str, str]]], pay_share: float,
                 rng: random.Random) -> dict:
     """Every member holds a random free time at once; some winners then pay."""
@@ -283,11 +300,11 @@ def write_burst(site, members: list[Browser], slots: dict[str, list[tuple[str, s
                                allow_redirects=False, timeout=120)
         outcomes["paid" if response.status_code == 303 else f"pay HTTP {response.status_code}"] += 1
 
-    plan = []
-    for member in members:
-        slug = rng.choice(TRAINERS)
-        starts_at, length = rng.choice(slots[slug])
-        plan.append((member, slug, starts_at, length, rng.random() < pay_share))
+    free = [(slug, starts_at, length) for slug in TRAINERS for starts_at, length in slots[slug]]
+    if not free:
+        raise BenchError("the demo trainers have no free times left")
+    rng.shuffle(free)  # each free time once, then again (a race) when there are more members than times
+    plan = [(member, *free[n % len(free)], rng.random() < pay_share) for n, member in enumerate(members)]
     started = time.monotonic()
     with ThreadPoolExecutor(len(members)) as pool:
         for future in [pool.submit(one, *item) for item in plan]:
@@ -345,6 +362,8 @@ def analyse(pages: list[dict], rows: dict[int, tuple[str, float]], end: int) -> 
 
 
 def run_round(site, n: int, args, members, member_ids, admin, trainer, trainer_ids, user_ids, pos_col, rng) -> dict:
+    if n > 1:
+        free_the_calendars(site)
     slots = {slug: SLOT_RE.findall(members[0].page(f"/trainers/{slug}")) for slug in TRAINERS}
     specs = page_specs(site, args.pages, members, member_ids, admin, trainer, trainer_ids, user_ids)
     ctx = multiprocessing.get_context("fork")
@@ -364,7 +383,13 @@ def run_round(site, n: int, args, members, member_ids, admin, trainer, trainer_i
         ask(parent, "calm")
         with psycopg.connect(site.db_url) as conn:
             end = conn.execute(f"SELECT coalesce(max({pos_col}), 0) FROM events").fetchone()[0]
-        time.sleep(args.settle)
+        # Catching up: until no page has received anything for 3 s (at most --settle s).
+        deadline, last, still = time.monotonic() + args.settle, -1, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - still < 3:
+            time.sleep(0.5)
+            count = ask(parent, "count")
+            if count != last:
+                last, still = count, time.monotonic()
         pages = ask(parent, "report")
         ask(parent, "stop")
     finally:
@@ -411,7 +436,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--reconnect-min", type=float, default=0.5, help="a page drops its stream after … (0.5 s)")
     parser.add_argument("--reconnect-max", type=float, default=3.0, help="… to this many seconds (3 s)")
     parser.add_argument("--tail", type=float, default=5.0, help="seconds of reconnects after the writes (5)")
-    parser.add_argument("--settle", type=float, default=5.0, help="seconds the calm pages get to catch up (5)")
+    parser.add_argument("--settle", type=float, default=30.0,
+                        help="at most this many seconds for the calm pages to catch up: until nothing arrives for 3 s (30)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
