@@ -71,7 +71,8 @@ class OrderPage:
         self.path = spec["stream"]
         self.start = spec["start"]  # from the stream URL, or None: read once the stream is open
         self.last_id = None
-        self.received: list[tuple[int, float]] = []  # (id, time.time()) in arrival order
+        self.received: list[tuple[int, float, int]] = []  # (id, time.time(), connection no.) in arrival order
+        self.connection = 0
         self.proto = None
         self.reconnects = 0
         self.errors = Counter()
@@ -93,6 +94,7 @@ class OrderPage:
         self.proto = task.result()[1]
 
     def on_open(self):
+        self.connection += 1
         if self.start is None:
             self.start = self.client.newest()
         if self.client.dropping:
@@ -127,7 +129,7 @@ class OrderPage:
             return
         self.last_id = event_id
         if event_id.isdigit():
-            self.received.append((int(event_id), time.time()))
+            self.received.append((int(event_id), time.time(), self.connection))
 
 
 class OrderClient:
@@ -324,16 +326,17 @@ def channel_kind(channel: str) -> str:
     return channel.split(":", 1)[0]
 
 
-def analyse(pages: list[dict], rows: dict[int, tuple[str, float]], end: int) -> dict:
-    """Per channel kind: expected, delivered, lost, duplicated, out of order; commit → delivery."""
+def analyse(pages: list[dict], rows: dict[int, tuple[str, float, bool]], end: int) -> dict:
+    """Per channel kind: expected, delivered, lost (and of those, never marked published),
+    duplicated (and of those, on the same connection), out of order; commit → delivery."""
     by_kind = defaultdict(lambda: Counter())
     latency = defaultdict(list)
     for page in pages:
         start = page["start"] or 0
         channels = set(page["channels"])
-        expected = {pos for pos, (channel, _) in rows.items() if channel in channels and start < pos <= end}
-        seen, last_per_channel = Counter(), {}
-        for pos, at in page["received"]:
+        expected = {pos for pos, (channel, _, _) in rows.items() if channel in channels and start < pos <= end}
+        seen, last_per_channel, conn_of = Counter(), {}, {}
+        for pos, at, connection in page["received"]:
             if pos <= start or pos > end:
                 continue
             row = rows.get(pos)
@@ -344,7 +347,9 @@ def analyse(pages: list[dict], rows: dict[int, tuple[str, float]], end: int) -> 
             seen[pos] += 1
             if seen[pos] > 1:
                 by_kind[kind]["duplicated"] += 1
+                by_kind[kind]["dup_same_connection"] += conn_of[pos] == connection
                 continue
+            conn_of[pos] = connection
             if pos < last_per_channel.get(row[0], 0):
                 by_kind[kind]["out_of_order"] += 1
             last_per_channel[row[0]] = max(pos, last_per_channel.get(row[0], 0))
@@ -357,6 +362,7 @@ def analyse(pages: list[dict], rows: dict[int, tuple[str, float]], end: int) -> 
                 by_kind[kind]["delivered"] += 1
             else:
                 by_kind[kind]["lost"] += 1
+                by_kind[kind]["lost_unpublished"] += not rows[pos][2]
     return {"per_kind": {k: dict(v) for k, v in by_kind.items()},
             "latency_s": {k: pct_summary(v) for k, v in latency.items()}}
 
@@ -376,7 +382,7 @@ def run_round(site, n: int, args, members, member_ids, admin, trainer, trainer_i
         log(f"round {n}: {opened}/{len(specs)} pages live; "
             f"{sum(s['start'] is not None for s in specs)} carried a position in their stream URL")
         ask(parent, "drop")
-        time.sleep(args.reconnect_max)
+        time.sleep(min(args.reconnect_max, 3))  # the pages are already dropping when the writes start
         writes = write_burst(site, members, slots, args.pay_share, rng)
         log(f"round {n}: writes {writes}")
         time.sleep(args.tail)
@@ -397,8 +403,8 @@ def run_round(site, n: int, args, members, member_ids, admin, trainer, trainer_i
         if proc.is_alive():
             proc.kill()
     with psycopg.connect(site.db_url) as conn:
-        rows = {pos: (channel, created.timestamp()) for pos, channel, created in conn.execute(
-            f"SELECT {pos_col}, channel, created_at FROM events WHERE {pos_col} IS NOT NULL")}
+        rows = {pos: (channel, created.timestamp(), published) for pos, channel, created, published in conn.execute(
+            f"SELECT {pos_col}, channel, created_at, published_at IS NOT NULL FROM events WHERE {pos_col} IS NOT NULL")}
     result = analyse(pages, rows, end)
     result["writes"] = writes
     result["reconnects"] = sum(p["reconnects"] for p in pages)
@@ -418,7 +424,9 @@ def print_round(n: int, result: dict) -> None:
         lat = result["latency_s"].get(kind, {})
         print(f"{kind:<32}{c.get('expected', 0):>10}{c.get('delivered', 0):>10}{c.get('lost', 0):>6}"
               f"{c.get('duplicated', 0):>6}{c.get('out_of_order', 0):>7}{fmt(lat.get('p50')):>8}{fmt(lat.get('p99')):>8}"
-              f"{fmt(lat.get('max')):>8}" + (f"  (+{c['foreign']} ids of other channels)" if c.get("foreign") else ""))
+              f"{fmt(lat.get('max')):>8}" + (f"  (+{c['foreign']} ids of other channels)" if c.get("foreign") else "")
+              + (f"  lost never marked published: {c['lost_unpublished']}" if c.get("lost_unpublished") else "")
+              + (f"  dup on the same connection: {c['dup_same_connection']}" if c.get("dup_same_connection") else ""))
     lat = result["latency_s"].get("all", {})
     print(f"{'all channels: commit → delivery':<32}{'':>10}{'':>10}{'':>6}{'':>6}{'':>7}{fmt(lat.get('p50')):>8}"
           f"{fmt(lat.get('p99')):>8}{fmt(lat.get('max')):>8}")
