@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import subprocess
@@ -27,7 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from search import (BenchError, empty_redis_db, free_port, log, percentile, psycopg_url,  # noqa: E402,F401
+from search import (BenchError, empty_redis_db, free_port, log, percentile, psycopg_url, rounded,  # noqa: E402,F401
                     throwaway_database, with_database)
 
 PY = sys.executable
@@ -429,3 +431,32 @@ def pct_summary(values: list[float]) -> dict:
     if not values:
         return {"p50": None, "p99": None, "max": None}
     return {"p50": percentile(values, 50), "p99": percentile(values, 99), "max": values[-1]}
+
+
+def finish(benchmark: str, verdicts: list[tuple[str, bool, str]], result: dict, json_out: str | None) -> int:
+    """PASS/FAIL lines, the JSON result line (also to `json_out`), and the exit code: 1 on a FAIL."""
+    for name, ok, detail in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}  ({detail})")
+    result = {"benchmark": benchmark, **result, "pass": all(ok for _, ok, _ in verdicts)}
+    line = json.dumps(rounded(result), default=str, separators=(",", ":"))
+    if json_out:
+        Path(json_out).write_text(line + "\n")
+    print(line)
+    return 0 if result["pass"] else 1
+
+
+def add_common_args(parser) -> None:
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--json-out", help="write the JSON result line here too")
+
+
+def begin(args) -> dict:
+    """Clean up on SIGTERM too, allow as many open files as the system lets (thousands of streams,
+    inherited by the servers started here), and describe the machine."""
+    from search import cleanup_on_sigterm, machine_info
+
+    cleanup_on_sigterm()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return machine_info(psycopg_url(args.database_url))

@@ -34,12 +34,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import random
 import re
-import resource
 import sys
 import tempfile
 import threading
@@ -53,9 +51,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_common import (ROOT, BenchError, Browser, RawSSE, Tree, csrf_of, log, outbox_position_column,  # noqa: E402
-                         pct_summary, psycopg_url, running_site, stream_path, stream_request)
-from search import cleanup_on_sigterm, machine_info, rounded, run_as_script  # noqa: E402
+from live_common import (ROOT, BenchError, Browser, RawSSE, Tree, add_common_args, begin, csrf_of, finish, log,  # noqa: E402
+                         outbox_position_column, pct_summary, running_site, stream_path, stream_request)
+from search import run_as_script  # noqa: E402
 
 TRAINERS = ["maya-chen", "lucia-fernandez", "kwame-mensah", "anna-kowalski", "diego-santos"]
 SLOT_RE = re.compile(r'name="starts_at" value="([^"]+)">\s*<input type="hidden" name="length" value="(\d+)"')
@@ -433,8 +431,6 @@ def print_round(n: int, result: dict) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from live_common import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--holds", type=int, default=200, help="concurrent holds, one member each (200)")
@@ -447,18 +443,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=30.0,
                         help="at most this many seconds for the calm pages to catch up: until nothing arrives for 3 s (30)")
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
-    parser.add_argument("--json-out")
+    add_common_args(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cleanup_on_sigterm()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    info = machine_info(psycopg_url(args.database_url))
+    info = begin(args)
     head = os.popen(f"git -C {ROOT} rev-parse --short HEAD").read().strip()
     print(f"# FitTribe live order — {head}, {info['nproc']} CPU(s), {info['cpu_model']}, load average "
           f"{' '.join(map(str, info['loadavg_before']))} before; {args.holds} concurrent holds, {args.pages} pages "
@@ -497,16 +488,8 @@ def main(argv=None) -> int:
                          f"{totals['lost']}/{totals['duplicated']}/{totals['out_of_order']} of {totals['expected']} expected"))
     lat = sorted(v for r in results for v in [r["latency_s"].get("all", {}).get("p99")] if v is not None)
     print(f"commit → delivery p99 per round (commit ≈ events.created_at): {', '.join(f'{v:.3f} s' for v in lat)}")
-    for name, ok, detail in verdicts:
-        print(f"{'PASS' if ok else 'FAIL'}  {name}  ({detail})")
-    result = {"benchmark": "fittribe-live-order", "machine": info, "position_column": pos_col, "rounds": results,
-              "pass": all(ok for _, ok, _ in verdicts)}
-    line = json.dumps(rounded(result), default=str, separators=(",", ":"))
-    if args.json_out:
-        Path(args.json_out).write_text(line + "\n")
-    print(line)
-    return 0 if result["pass"] else 1
-
+    return finish("fittribe-live-order", verdicts, {"machine": info, "position_column": pos_col, "rounds": results},
+                  args.json_out)
 
 if __name__ == "__main__":
     run_as_script(main)
