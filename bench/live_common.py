@@ -189,12 +189,15 @@ def running_site(tree: Tree, workers: int, database_url: str, redis_url: str, tm
                 _stop(master)
 
 
+def outbox_columns(db_url: str) -> set[str]:
+    with psycopg.connect(db_url) as conn:
+        return {name for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events'")}
+
+
 def outbox_position_column(db_url: str) -> str:
     """`position` when the outbox has the commit-ordered column (#11), else `id`."""
-    with psycopg.connect(db_url) as conn:
-        found = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'events' "
-                             "AND column_name = 'position'").fetchone()
-    return "position" if found else "id"
+    return "position" if "position" in outbox_columns(db_url) else "id"
 
 
 # --------------------------------------------------------------------------------------------

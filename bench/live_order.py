@@ -52,7 +52,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from live_common import (ROOT, BenchError, Browser, RawSSE, Tree, add_common_args, begin, csrf_of, finish, log,  # noqa: E402
-                         outbox_position_column, pct_summary, running_site, stream_path, stream_request)
+                         outbox_columns, outbox_position_column, pct_summary, running_site, stream_path, stream_request)
 from search import run_as_script  # noqa: E402
 
 TRAINERS = ["maya-chen", "lucia-fernandez", "kwame-mensah", "anna-kowalski", "diego-santos"]
@@ -400,9 +400,11 @@ def run_round(site, n: int, args, members, member_ids, admin, trainer, trainer_i
         proc.join(5)
         if proc.is_alive():
             proc.kill()
+    # Whatever the outbox keeps: no published_at means "published" is not recorded (taken as yes).
+    published = "published_at IS NOT NULL" if "published_at" in outbox_columns(site.db_url) else "true"
     with psycopg.connect(site.db_url) as conn:
-        rows = {pos: (channel, created.timestamp(), published) for pos, channel, created, published in conn.execute(
-            f"SELECT {pos_col}, channel, created_at, published_at IS NOT NULL FROM events WHERE {pos_col} IS NOT NULL")}
+        rows = {pos: (channel, created.timestamp(), done) for pos, channel, created, done in conn.execute(
+            f"SELECT {pos_col}, channel, created_at, {published} FROM events WHERE {pos_col} IS NOT NULL")}
     result = analyse(pages, rows, end)
     result["writes"] = writes
     result["reconnects"] = sum(p["reconnects"] for p in pages)
