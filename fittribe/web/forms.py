@@ -150,7 +150,7 @@ class TrainerProfileForm(FlaskForm):
 
 
 class PhotoForm(FlaskForm):
-    photo = FileField("Your photo")
+    photo = FileField("Choose a photo")
 
 
 class WeeklyHoursForm(FlaskForm):

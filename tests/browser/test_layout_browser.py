@@ -52,7 +52,8 @@ def serious_axe_findings(page: Page) -> list[str]:
             for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
-def audit(page: Page, url: str, label: str) -> list[str]:
+def audit(page: Page, base_url: str, path: str, label: str) -> list[str]:
+    url = base_url + path
     response = page.goto(url)
     assert response is not None and response.status == 200, f"{url}: HTTP {response and response.status}"
     problems = []
@@ -61,7 +62,7 @@ def audit(page: Page, url: str, label: str) -> list[str]:
         problems.append(f"{url} scrolls sideways: {width} px wide in a {viewport} px viewport")
     problems += [f"{url}: {finding}" for finding in serious_axe_findings(page)]
     if SCREENSHOTS:
-        name = f"{label}{url.replace('/', '_').replace('?', '_')}.png"
+        name = f"{label}{path.replace('/', '_').replace('?', '_')}.png"
         page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
     return problems
 
@@ -79,7 +80,7 @@ def test_no_sideways_scroll_and_no_serious_axe_findings(app, live_server, demo, 
     ids = page_ids(app) if role in ("member", "trainer", "admin") else {}
     problems = []
     for path in PAGES[role]:
-        problems += audit(page, live_server + path.format(**ids), f"{role}-{size}")
+        problems += audit(page, live_server, path.format(**ids), f"{role}-{size}")
     assert not problems, "\n".join(problems)
 
 
@@ -91,6 +92,8 @@ def test_phone_header_menu_opens_without_javascript(live_server, demo, new_conte
     expect(dashboard).to_be_hidden()
     menu.click()
     expect(dashboard).to_be_visible()
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "member-phone_menu-open.png"))
     dashboard.click()
     expect(page).to_have_url(f"{live_server}/dashboard/")
 
