@@ -31,4 +31,3 @@ def current_terms() -> Terms:
     return Terms(hold=span(config["HOLD_MINUTES"], "minute"),
                  free_cancel=span(config["CANCEL_FULL_REFUND_HOURS"], "hour"),
                  join_opens=span(JOIN_OPENS.total_seconds() / 60, "minute"))
-

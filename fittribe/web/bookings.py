@@ -60,11 +60,11 @@ def _own_booking(booking_id: int) -> Booking:
 def show(booking_id: int):
     found = _own_booking(booking_id)
     now = datetime.now(timezone.utc)  # holds expire on the real clock (services/booking.py)
-    held = found.status is BookingStatus.HELD and booking_service.aware(found.hold_expires_at) > now
+    hold_seconds_left = booking_service.hold_seconds_left(found, now)
     return render("pages/booking.html", "pages/booking.html", booking=found,
                   google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
-                  held=held, session=session_status.status_of(found, clock.now()),
-                  hold_seconds_left=booking_service.hold_seconds_left(found, now),
+                  held=hold_seconds_left > 0, hold_seconds_left=hold_seconds_left,
+                  session=session_status.status_of(found, clock.now()),
                   changeable=booking_changes.cancel_terms(found, current_user, now).allowed,
                   no_show_reportable=booking_changes.no_show_terms(found, current_user, now).allowed,
                   payments_made=payments.payments_of(found), **booking_review_context(found))

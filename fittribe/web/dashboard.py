@@ -78,7 +78,8 @@ def profile_preview():
     price = valid("price", trainer.price)
     chosen = set(valid("specialties", [s.slug for s in trainer.specialties]) or [])
     preview = SimpleNamespace(
-        id=trainer.id, slug=trainer.slug, photo_url=trainer.photo_url, display_name=valid("display_name", trainer.display_name),
+        id=trainer.id, slug=trainer.slug, photo_url=trainer.photo_url,
+        display_name=valid("display_name", trainer.display_name),
         headline=valid("headline", trainer.headline) or "", currency=trainer.currency,
         price_cents=int(price * 100) if price is not None else trainer.price_cents,
         specialties=[s for s in all_specialties() if s.slug in chosen],

@@ -1,14 +1,14 @@
 """Forms: field rules and messages in one place (Flask-WTF adds CSRF to every POST form)."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
+from flask import current_app
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import (BooleanField, DateField, DecimalField, EmailField, IntegerField, PasswordField, RadioField,
                      SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField, TimeField)
-from flask import current_app
-from flask_wtf.file import FileField
-from urllib.parse import urlsplit
 from wtforms.widgets import CheckboxInput, ListWidget
 from wtforms.validators import (AnyOf, DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional,
                                 ValidationError)
@@ -140,12 +140,14 @@ class TrainerProfileForm(FlaskForm):
     time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, validators=[valid_time_zone])
 
     def validate_intro_video_url(self, field) -> None:
-        hosts = current_app.config["INTRO_VIDEO_HOSTS"]
+        """https on an allowed host only: no other scheme, host, credentials or port."""
         try:
             parts = urlsplit(field.data)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme != "https" or parts.hostname not in hosts or parts.username or parts.port:
+            allowed = (parts.scheme == "https" and parts.hostname in current_app.config["INTRO_VIDEO_HOSTS"]
+                       and not parts.username and parts.port is None)
+        except ValueError:  # e.g. a port that is not a number
+            allowed = False
+        if not allowed:
             raise ValidationError("Paste an https link to your video on YouTube or Vimeo.")
 
 

@@ -151,6 +151,7 @@ def db_specialties(app):
     "https://user@www.youtube.com/x",
     "javascript:alert(1)",
     "https://www.youtube.com:8443/x",
+    "https://www.youtube.com:notaport/x",
 ])
 def test_intro_video_links_must_be_https_on_allowed_hosts(app, visitor, demo, link):
     visitor.login(TRAINER)
