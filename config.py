@@ -159,6 +159,23 @@ class Config:
     # Tests shift the session-status clock through Redis (fittribe/clock.py); never in production.
     CLOCK_ADJUSTABLE = _bool("CLOCK_ADJUSTABLE", False)
 
+    # Trainer photos: uploads are checked, cropped square and re-encoded (services/photos.py), then
+    # kept by the storage PHOTO_STORAGE names: "local" (a folder served at /media/) or "s3" (any
+    # S3-compatible bucket; needs `pip install -r requirements-s3.txt`, credentials from the usual
+    # AWS_* variables, and S3_PUBLIC_URL, the address the bucket's files are read from).
+    PHOTO_STORAGE = os.environ.get("PHOTO_STORAGE", "local")
+    PHOTO_DIR = os.environ.get("PHOTO_DIR") or str(INSTANCE_DIR / "media")
+    PHOTO_MAX_BYTES = int(os.environ.get("PHOTO_MAX_BYTES", 5 * 1024 * 1024))
+    # No request body may be larger than a photo plus the form around it (413 otherwise).
+    MAX_CONTENT_LENGTH = PHOTO_MAX_BYTES + 1024 * 1024
+    PHOTO_SIZE = int(os.environ.get("PHOTO_SIZE", 320))  # pixels, square
+    S3_BUCKET = os.environ.get("S3_BUCKET") or None
+    S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL") or None  # None = AWS itself
+    S3_PUBLIC_URL = os.environ.get("S3_PUBLIC_URL") or None
+    # Intro videos: an https link to one of these hosts (shown as a link, never embedded).
+    INTRO_VIDEO_HOSTS = tuple(os.environ.get(
+        "INTRO_VIDEO_HOSTS", "youtube.com,www.youtube.com,youtu.be,vimeo.com,www.vimeo.com,player.vimeo.com").split(","))
+
     SEARCH_PAGE_SIZE = int(os.environ.get("SEARCH_PAGE_SIZE", 12))
     HOMEPAGE_HIGHLIGHTS = int(os.environ.get("HOMEPAGE_HIGHLIGHTS", 6))
     SERVER_TIMING = _bool("SERVER_TIMING", True)

@@ -26,6 +26,14 @@ CONTENT_SECURITY_POLICY = {
 }
 
 
+def _content_security_policy(app: Flask) -> dict:
+    """Photos kept in an S3 bucket are read from its public address: images from there too."""
+    policy = dict(CONTENT_SECURITY_POLICY)
+    if app.config["PHOTO_STORAGE"] == "s3" and app.config["S3_PUBLIC_URL"]:
+        policy["img-src"] = [*policy["img-src"], app.config["S3_PUBLIC_URL"]]
+    return policy
+
+
 def create_app(config_name: str | None = None, **overrides) -> Flask:
     app = Flask(
         __name__,
@@ -77,7 +85,7 @@ def _init_extensions(app: Flask) -> None:
         app,
         force_https=app.config["FORCE_HTTPS"],
         session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
-        content_security_policy=CONTENT_SECURITY_POLICY,
+        content_security_policy=_content_security_policy(app),
         frame_options="DENY",
         referrer_policy="strict-origin-when-cross-origin",
     )
@@ -120,11 +128,11 @@ def _register_blueprints(app: Flask) -> None:
 
     from .realtime import live, outbox
     from .realtime.stream import sse
-    from .web import (admin, analytics, auth, bookings, calendar_feed, dashboard, google, notifications, payments,
-                      public, reviews, trainers)
+    from .web import (admin, analytics, auth, bookings, calendar_feed, dashboard, google, media, notifications,
+                      payments, public, reviews, trainers)
 
     for module in (public, trainers, bookings, payments, auth, dashboard, notifications, admin, analytics,
-                   calendar_feed, google, reviews):
+                   calendar_feed, google, reviews, media):
         app.register_blueprint(module.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"],
@@ -195,11 +203,12 @@ def _register_hooks(app: Flask) -> None:
         from flask_login import current_user
 
         from .services.notify import unread_count
+        from .services.terms import current_terms
 
         def unread_notifications() -> int:
             return unread_count(current_user.id) if current_user.is_authenticated else 0
 
-        return {"unread_notifications": unread_notifications, "live_trainer_id": None}
+        return {"unread_notifications": unread_notifications, "live_trainer_id": None, "terms": current_terms()}
 
 
 def _serve_static(app: Flask) -> None:

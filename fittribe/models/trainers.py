@@ -62,6 +62,10 @@ class TrainerProfile(db.Model):
     headline: Mapped[str] = mapped_column(String(140), default="")
     bio: Mapped[str] = mapped_column(Text, default="")
     photo_url: Mapped[str | None] = mapped_column(String(500))
+    # Where services/photos.py stored the photo (to replace or delete it); photo_url is its address.
+    photo_key: Mapped[str | None] = mapped_column(String(200))
+    intro_video_url: Mapped[str | None] = mapped_column(String(300))
+    credentials: Mapped[str] = mapped_column(Text, default="", server_default="")
     price_cents: Mapped[int] = mapped_column(default=5000)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     # Minutes; the booking issue turns these into priced session types.

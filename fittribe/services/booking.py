@@ -199,6 +199,14 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
 
 
 
+def hold_seconds_left(booking: Booking, now: datetime | None = None) -> int:
+    """Seconds until a hold ends (0 when it has, or the booking is not a hold): what the hold's
+    countdown starts from, on the server's clock."""
+    if booking.status is not BookingStatus.HELD or booking.hold_expires_at is None:
+        return 0
+    return max(0, int((aware(booking.hold_expires_at) - (now or _now())).total_seconds()))
+
+
 def release(booking: Booking) -> None:
     """The member lets a hold go before paying: the time is free again at once."""
     if booking.status is not BookingStatus.HELD:

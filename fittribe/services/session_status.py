@@ -66,7 +66,9 @@ def sessions_for(user: User, now: datetime | None = None) -> tuple[list[Booking]
     past = db.session.scalars(select(Booking).options(*related).where(
         mine, Booking.status.in_([BookingStatus.CONFIRMED, BookingStatus.COMPLETED, BookingStatus.CANCELLED,
                                   BookingStatus.NO_SHOW]),
-        (Booking.ends_at <= now) | Booking.status.in_([BookingStatus.CANCELLED, BookingStatus.NO_SHOW]),
+        # A no-show is recent as soon as it is reported; a cancelled session only once its time has passed
+        # (a cancelled future session is not something that happened).
+        (Booking.ends_at <= now) | (Booking.status == BookingStatus.NO_SHOW),
     ).order_by(Booking.starts_at.desc()).limit(PAST_SHOWN)).all()
     return list(upcoming), list(past)
 

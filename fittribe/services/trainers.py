@@ -22,6 +22,8 @@ class ProfileUpdate:
     specialty_slugs: list[str]
     languages: list[str]
     time_zone: str
+    credentials: str = ""
+    intro_video_url: str | None = None
 
 
 def update_profile(trainer: TrainerProfile, data: ProfileUpdate) -> None:
@@ -33,6 +35,8 @@ def update_profile(trainer: TrainerProfile, data: ProfileUpdate) -> None:
     trainer.specialties = list(db.session.scalars(select(Specialty).where(Specialty.slug.in_(data.specialty_slugs))))
     trainer.languages = data.languages
     trainer.time_zone = data.time_zone
+    trainer.credentials = data.credentials
+    trainer.intro_video_url = data.intro_video_url or None
     db.session.commit()
 
 

@@ -51,7 +51,7 @@ def _page(period: Period | None, error: str | None = None, status: int = 200) ->
     today = analytics.today_in(analytics.zone_of(current_user.time_zone))
     presets = {days: {"from": (today - timedelta(days=days - 1)).isoformat(), "to": today.isoformat()}
                for days in (7, 30, 90)}
-    context: dict = {"period": period, "error": error, "presets": presets,
+    context: dict = {"period": period, "error": error, "presets": presets, "default_days": analytics.DEFAULT_DAYS,
                      "form": {"from": request.args.get("from", ""), "to": request.args.get("to", "")}}
     if period is not None:
         figures, days = analytics.overview(period)

@@ -11,6 +11,7 @@ from ..services import booking_changes, session_status
 from ..services import payments
 from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
+from ..services.terms import current_terms
 from .htmx import render, see_other
 from .reviews import booking_review_context
 
@@ -58,10 +59,12 @@ def _own_booking(booking_id: int) -> Booking:
 @login_required
 def show(booking_id: int):
     found = _own_booking(booking_id)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)  # holds expire on the real clock (services/booking.py)
+    hold_seconds_left = booking_service.hold_seconds_left(found, now)
     return render("pages/booking.html", "pages/booking.html", booking=found,
                   google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
-                  held=found.status is BookingStatus.HELD and booking_service.aware(found.hold_expires_at) > now,
+                  held=hold_seconds_left > 0, hold_seconds_left=hold_seconds_left,
+                  session=session_status.status_of(found, clock.now()),
                   changeable=booking_changes.cancel_terms(found, current_user, now).allowed,
                   no_show_reportable=booking_changes.no_show_terms(found, current_user, now).allowed,
                   payments_made=payments.payments_of(found), **booking_review_context(found))
@@ -150,12 +153,12 @@ def reschedule(booking_id: int):
 @bp.post("/bookings/<int:booking_id>/join")
 @login_required
 def join(booking_id: int):
-    """Open the video meeting (from 10 minutes before the start); a trainer's join is recorded."""
+    """Open the video meeting (from JOIN_OPENS before the start); a trainer's join is recorded."""
     found = _own_booking(booking_id)
     if current_user.id not in (found.member_id, found.trainer.user_id):
         abort(403, "Only the member and the trainer of a session can join it.")
     if not session_status.status_of(found, clock.now()).can_join:
-        abort(409, "The video link opens 10 minutes before the session starts.")
+        abort(409, f"The video link opens {current_terms().join_opens} before the session starts.")
     session_status.trainer_joined(found, current_user)
     return redirect(found.meeting_url, code=303)
 

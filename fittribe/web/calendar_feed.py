@@ -52,7 +52,8 @@ def _page(confirm: str | None = None):
     feed_url = url_for("calendar_feed.feed", token=token, _external=True) if token else None
     webcal_url = "webcal://" + feed_url.split("://", 1)[1] if feed_url else None
     return render("pages/calendar_feed.html", "pages/calendar_feed.html",
-                  feed_url=feed_url, webcal_url=webcal_url, confirm=confirm)
+                  feed_url=feed_url, webcal_url=webcal_url, confirm=confirm,
+                  feed_past_days=calendar_service.FEED_PAST.days)
 
 
 @bp.get("/account/calendar")

@@ -9,13 +9,13 @@ from ..realtime import presence
 from ..realtime.connection import REDIS_ERRORS
 from ..models import AvailabilityOverride, WeeklyAvailability
 from .. import clock
-from ..services import availability_rules, earnings, session_status
+from ..services import availability_rules, earnings, photos, session_status
 from ..services import trainers as trainer_service
 from ..services import reviews as review_service
 from ..services.booking import BookingError, aware
 from ..services.search import all_specialties
 from .access import role_required
-from .forms import OverrideForm, TrainerProfileForm, WeeklyHoursForm, options
+from .forms import OverrideForm, PhotoForm, TrainerProfileForm, WeeklyHoursForm, options
 from .htmx import render, see_other
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -88,7 +88,8 @@ def profile_preview():
     price = valid("price", trainer.price)
     chosen = set(valid("specialties", [s.slug for s in trainer.specialties]) or [])
     preview = SimpleNamespace(
-        id=trainer.id, slug=trainer.slug, display_name=valid("display_name", trainer.display_name),
+        id=trainer.id, slug=trainer.slug, photo_url=trainer.photo_url,
+        display_name=valid("display_name", trainer.display_name),
         headline=valid("headline", trainer.headline) or "", currency=trainer.currency,
         price_cents=int(price * 100) if price is not None else trainer.price_cents,
         specialties=[s for s in all_specialties() if s.slug in chosen],
@@ -103,20 +104,55 @@ def profile_preview():
 @role_required(Role.TRAINER)
 def trainer_profile():
     trainer = current_user.trainer_profile
-    form = TrainerProfileForm(obj=trainer, price=trainer.price,
-                              specialties=[s.slug for s in trainer.specialties], languages=trainer.languages)
-    form.specialties.choices = options((s.slug, s.name) for s in all_specialties())
+    form = _profile_form()
     if form.validate_on_submit():
         trainer_service.update_profile(trainer, trainer_service.ProfileUpdate(
             display_name=form.display_name.data, headline=form.headline.data or "", bio=form.bio.data or "",
             price=form.price.data, years_experience=form.years_experience.data or 0,
             specialty_slugs=form.specialties.data, languages=form.languages.data, time_zone=form.time_zone.data,
+            credentials=form.credentials.data or "", intro_video_url=form.intro_video_url.data,
         ))
         flash("Profile saved.", "success")
         return see_other(url_for("dashboard.trainer_profile"))
     return render("pages/trainer_profile_edit.html", "partials/trainer_profile_form.html",
-                  status=422 if form.errors else 200, form=form, trainer=trainer,
+                  status=422 if form.errors else 200, form=form, trainer=trainer, photo_form=PhotoForm(),
                   online_ids=presence.online_among([trainer.id]))
+
+
+@bp.post("/profile/photo")
+@role_required(Role.TRAINER)
+def profile_photo():
+    """Upload (or, with remove=1, delete) the trainer's photo. A plain multipart form: Post/Redirect/Get,
+    or the editor again with the reason (422) when the file is refused, nothing stored."""
+    trainer = current_user.trainer_profile
+    form = PhotoForm()  # its CSRF token was checked before the view (CSRFProtect)
+    if request.form.get("remove"):
+        photos.remove_photo(trainer)
+        flash("Photo removed: your initials show instead.", "success")
+        return see_other(url_for("dashboard.trainer_profile"))
+    upload = form.photo.data
+    try:
+        photos.set_photo(trainer, upload.read() if upload else b"")
+    except photos.PhotoError as error:
+        return _profile_with_photo_error(str(error))
+    flash("Photo saved.", "success")
+    return see_other(url_for("dashboard.trainer_profile"))
+
+
+def _profile_with_photo_error(message: str):
+    photo_form = PhotoForm(formdata=None)
+    photo_form.photo.errors = [message]
+    return render("pages/trainer_profile_edit.html", "pages/trainer_profile_edit.html", status=422,
+                  form=_profile_form(formdata=None), trainer=current_user.trainer_profile, photo_form=photo_form,
+                  online_ids=presence.online_among([current_user.trainer_profile.id]))
+
+
+def _profile_form(**kwargs) -> TrainerProfileForm:
+    trainer = current_user.trainer_profile
+    form = TrainerProfileForm(obj=trainer, price=trainer.price, specialties=[s.slug for s in trainer.specialties],
+                              languages=trainer.languages, **kwargs)
+    form.specialties.choices = options((s.slug, s.name) for s in all_specialties())
+    return form
 
 
 @bp.post("/available")

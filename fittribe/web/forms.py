@@ -1,11 +1,15 @@
 """Forms: field rules and messages in one place (Flask-WTF adds CSRF to every POST form)."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
+from flask import current_app
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import (BooleanField, DateField, DecimalField, EmailField, IntegerField, PasswordField, RadioField,
                      SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField, TimeField)
+from wtforms.widgets import CheckboxInput, ListWidget
 from wtforms.validators import (AnyOf, DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional,
                                 ValidationError)
 
@@ -36,6 +40,10 @@ PRICE_INPUT = {"type": "number", "min": 0, "max": MAX_PRICE_DOLLARS, "step": "an
 def valid_time_zone(form, field) -> None:
     if field.data not in available_timezones():
         raise ValidationError("Choose a time zone from the list.")
+
+
+def _stripped(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
 
 
 class LoginForm(FlaskForm):
@@ -120,9 +128,31 @@ class TrainerProfileForm(FlaskForm):
         InputRequired("Enter a price."), NumberRange(1, MAX_PRICE_DOLLARS, f"Enter a price from 1 to {MAX_PRICE_DOLLARS}.")])
     years_experience = IntegerField("Years of experience", default=0,
                                     validators=[Optional(), NumberRange(0, 70, "Enter 0 to 70 years.")])
-    specialties = SelectMultipleField("Specialties", choices=[], coerce=str)
-    languages = SelectMultipleField("Languages you coach in", choices=LANGUAGE_CHOICES)
+    # Checkboxes, shown as chips (macros.chip_choices): no Ctrl-click multi-select.
+    specialties = SelectMultipleField("Specialties", choices=[], coerce=str, widget=ListWidget(prefix_label=False),
+                                      option_widget=CheckboxInput())
+    languages = SelectMultipleField("Languages you coach in", choices=LANGUAGE_CHOICES,
+                                    widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    credentials = TextAreaField("Credentials", filters=[_stripped], validators=[
+        Optional(), Length(max=1000, message="Use at most 1000 characters.")])
+    intro_video_url = StringField("Intro video link (optional)", filters=[_stripped], validators=[
+        Optional(), Length(max=300, message="Use at most 300 characters.")])
     time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, validators=[valid_time_zone])
+
+    def validate_intro_video_url(self, field) -> None:
+        """https on an allowed host only: no other scheme, host, credentials or port."""
+        try:
+            parts = urlsplit(field.data)
+            allowed = (parts.scheme == "https" and parts.hostname in current_app.config["INTRO_VIDEO_HOSTS"]
+                       and not parts.username and parts.port is None)
+        except ValueError:  # e.g. a port that is not a number
+            allowed = False
+        if not allowed:
+            raise ValidationError("Paste an https link to your video on YouTube or Vimeo.")
+
+
+class PhotoForm(FlaskForm):
+    photo = FileField("Choose a photo")
 
 
 class WeeklyHoursForm(FlaskForm):
@@ -149,10 +179,6 @@ class OverrideForm(FlaskForm):
 class RejectTrainerForm(FlaskForm):
     reason = TextAreaField("Reason (sent to the trainer)", validators=[
         DataRequired("Tell the trainer why."), Length(max=500)])
-
-
-def _stripped(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
 
 
 class ReviewForm(FlaskForm):

@@ -5,6 +5,7 @@ from ..extensions import csrf, db, limiter
 from ..models import Booking, BookingStatus
 from ..ops.metrics import WEBHOOKS
 from ..services import payments
+from ..services.booking import hold_seconds_left
 from .htmx import render, see_other
 
 bp = Blueprint("payments", __name__)
@@ -47,7 +48,8 @@ def simulated_checkout(booking_id: int):
     _simulated_only()
     booking = _members_held_booking(booking_id)
     if request.method == "GET":
-        return render("pages/checkout.html", "pages/checkout.html", booking=booking, cards=payments.TEST_CARDS)
+        return render("pages/checkout.html", "pages/checkout.html", booking=booking, cards=payments.TEST_CARDS,
+                      hold_seconds_left=hold_seconds_left(booking))
     card = request.form.get("card", "")
     if card not in payments.TEST_CARDS:
         abort(400, "Choose one of the test cards.")
@@ -55,7 +57,8 @@ def simulated_checkout(booking_id: int):
         if request.form.get("authenticated") == "no":
             card = "4000000000000002"  # the member failed the bank's check: declined
         else:
-            return render("pages/checkout_confirm.html", "pages/checkout_confirm.html", booking=booking, card=card)
+            return render("pages/checkout_confirm.html", "pages/checkout_confirm.html", booking=booking, card=card,
+                          hold_seconds_left=hold_seconds_left(booking))
     result = payments.simulated_charge(booking, card)
     if result["outcome"] == "confirmed":
         flash("Payment received: your session is confirmed.", "success")

@@ -26,6 +26,12 @@ def search():
                   online_ids=online_among([t.id for t in results.items]))
 
 
+@bp.get("/search")
+def search_alias():
+    """People type /search: send them (and their filters) to the search, which lives at /trainers."""
+    return redirect(url_for("trainers.search", **request.args.to_dict(flat=False)), code=301)
+
+
 def _filters_from(form: SearchForm) -> SearchFilters:
     def cents(value: Decimal | None) -> int | None:
         return None if value is None else int(value * 100)

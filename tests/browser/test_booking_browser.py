@@ -36,7 +36,8 @@ def pay_with_test_card(page: Page) -> None:
     page.get_by_label("4242 4242 4242 4242 — payment succeeds").check()
     page.get_by_role("button", name="Pay").click()
     expect(page.get_by_text("Payment received: your session is confirmed.")).to_be_visible()
-    expect(page.get_by_role("link", name="https://meet.jit.si/FitTribe-")).to_be_visible()
+    expect(page.get_by_role("heading", name="You're booked")).to_be_visible()
+    expect(page.get_by_role("link", name="Add to Google Calendar")).to_be_visible()
 
 
 def test_member_books_and_pays_while_the_trainer_and_a_visitor_watch_live(

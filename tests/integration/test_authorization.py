@@ -32,6 +32,8 @@ BOOKING_PARTIES = (302, 200, 404, 200, 404, 200, 302)
 MATRIX = [
     ("GET", "/", PUBLIC, None),
     ("GET", "/trainers", PUBLIC, None),
+    ("GET", "/search?q=yoga", (301,) * 7, None),  # to /trainers?q=yoga
+    ("GET", "/media/trainers/1/missing.webp", (404,) * 7, None),  # uploaded photos (none here)
     ("GET", "/trainers/maya-chen", PUBLIC, None),
     ("GET", "/trainers/maya-chen/calendar", PUBLIC, None),
     ("GET", "/trainers/maya-chen/next-available", (302,) * 7, None),  # a fragment: without htmx, the profile
@@ -56,6 +58,7 @@ MATRIX = [
     ("GET", "/dashboard/earnings", TRAINER_ONLY, None),
     ("GET", "/dashboard/profile", TRAINER_ONLY, None),
     ("POST", "/dashboard/profile/preview", TRAINER_ONLY, {}),
+    ("POST", "/dashboard/profile/photo", (302, 403, 403, 422, 422, 403, 302), {}),  # no file: 422 with the reason
     ("GET", "/dashboard/availability", TRAINER_ONLY, None),
     ("POST", "/dashboard/availability/weekly", (302, 403, 403, 422, 422, 403, 302), {}),
     ("POST", "/dashboard/availability/overrides", (302, 403, 403, 422, 422, 403, 302), {}),

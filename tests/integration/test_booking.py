@@ -174,7 +174,7 @@ def test_member_holds_a_time_from_the_profile_without_js(app, visitor, demo):
     response = visitor.post_form("/trainers/maya-chen", chosen, post_url="/trainers/maya-chen/hold")
     assert response.status_code == 303 and response.headers["Location"].startswith("/bookings/")
     held = visitor.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Held for you" in held and "Europe/London" in held
+    assert "Your time is held" in held and "10 minutes left" in held and "Europe/London" in held
     assert chosen["starts_at"] not in visitor.get("/trainers/maya-chen/calendar").get_data(as_text=True)
 
     again = visitor.post_form("/trainers/maya-chen", chosen, post_url="/trainers/maya-chen/hold")  # double submit

@@ -38,7 +38,9 @@ def test_member_pays_with_the_test_card_and_both_parties_are_told(app, visitor, 
     response = visitor.post_form(f"/bookings/{held}/pay", {"card": "4242424242424242"})
     assert response.status_code == 303
     page = text_of(visitor.get(response.headers["Location"]))
-    assert "Payment received: your session is confirmed." in page and "https://meet.jit.si/FitTribe-" in page
+    assert "Payment received: your session is confirmed." in page and "You're booked" in page
+    # Join and the calendars instead of a raw meeting address (the Join button opens before the start).
+    assert "Add to Google Calendar" in page and "calendar.ics" in page and ">https://meet.jit.si" not in page
     status, meeting, paid, notified = state(app, held)
     assert status is BookingStatus.CONFIRMED and meeting and paid == [PaymentStatus.SUCCEEDED]
     assert notified == 2  # member and trainer, pushed live through the outbox
