@@ -14,7 +14,7 @@ class Event(db.Model):
     Redis after commit. Its id is the SSE `id:` a browser sends back as Last-Event-ID."""
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     channel: Mapped[str] = mapped_column(String(64))
     # None: an unnamed message carrying out-of-band fragments; otherwise a named SSE event.
     type: Mapped[str | None] = mapped_column(String(40))
@@ -25,7 +25,6 @@ class Event(db.Model):
     __table_args__ = (
         Index("ix_events_channel_id", "channel", "id"),
         # The relay looks only at rows still waiting to be published.
-        Index("ix_events_unpublished", "id", postgresql_where=published_at.is_(None),
-              sqlite_where=published_at.is_(None)),
+        Index("ix_events_unpublished", "id", postgresql_where=published_at.is_(None)),
         Index("ix_events_created_at", "created_at"),
     )

@@ -31,7 +31,6 @@ from ..models import AuditEntry, Booking, BookingStatus, Review, ReviewFlag, Tra
 from ..realtime import outbox
 from ..realtime.channels import ADMIN, trainer_channel
 from . import audit
-from .booking import aware
 from .notify import notify, notify_admins
 
 RATING_MIN, RATING_MAX = 1, 5
@@ -90,7 +89,7 @@ def review_of(booking: Booking) -> Review | None:
 
 def closes_at(booking: Booking) -> datetime:
     """When the booking's review window ends."""
-    return aware(booking.ends_at) + timedelta(days=current_app.config["REVIEW_WINDOW_DAYS"])
+    return booking.ends_at + timedelta(days=current_app.config["REVIEW_WINDOW_DAYS"])
 
 
 def check_can_review(booking: Booking, user: User, now: datetime | None = None) -> None:

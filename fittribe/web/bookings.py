@@ -61,7 +61,7 @@ def show(booking_id: int):
     now = datetime.now(timezone.utc)
     return render("pages/booking.html", "pages/booking.html", booking=found,
                   google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
-                  held=found.status is BookingStatus.HELD and booking_service.aware(found.hold_expires_at) > now,
+                  held=found.status is BookingStatus.HELD and found.hold_expires_at > now,
                   changeable=booking_changes.cancel_terms(found, current_user, now).allowed,
                   no_show_reportable=booking_changes.no_show_terms(found, current_user, now).allowed,
                   payments_made=payments.payments_of(found), **booking_review_context(found))
