@@ -45,10 +45,9 @@ def _psycopg_url(url: str) -> str:
 
 def _redis_db(url: str, number: int) -> str:
     """The same Redis server, database `number` (a unix socket names it in the query)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query=f"db={number}"))
-    return urlunsplit(parts._replace(path=f"/{number}"))
+    if url.startswith("unix://"):
+        return f"{url.partition('?')[0]}?db={number}"
+    return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
 
 
 @pytest.fixture(scope="session")

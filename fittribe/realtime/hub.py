@@ -50,25 +50,58 @@ MAX_PENDING = 1000  # events a lagging page may have waiting before it is droppe
 TICK_SLICE = 500  # streams served between two yields, so a broadcast is not held up by a tick
 
 
-class Subscription:
+class _Replayable:
+    """A reconnecting page subscribes before it reads its replay from the outbox, so nothing
+    falls between the two, and the same event may come both ways. Until `replayed()` names the
+    ids the replay holds, live events wait in `held` (behind `gate`: the hub delivers from its
+    own thread); then those are dropped, from the held ones and from any that come later."""
+
+    __slots__ = ("skip_ids", "held", "gate")
+
+    def __init__(self, replaying: bool):
+        self.skip_ids: frozenset[str] | set[str] = frozenset()  # ids already sent by the replay
+        self.held: list[tuple[str | None, bytes, bytes]] | None = [] if replaying else None
+        self.gate = threading.Lock() if replaying else None
+
+    def deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
+        if self.gate is None:
+            self._deliver(event_id, text, framed)
+            return
+        with self.gate:
+            if self.held is not None:
+                self.held.append((event_id, text, framed))
+            elif event_id not in self.skip_ids:
+                self._deliver(event_id, text, framed)
+
+    def replayed(self, ids: set[str]) -> None:
+        with self.gate:
+            self.skip_ids = ids
+            for event_id, text, framed in self.held:
+                if event_id not in ids:
+                    self._deliver(event_id, text, framed)
+            self.held = None
+
+    def _deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
+        raise NotImplementedError
+
+
+class Subscription(_Replayable):
     """A stream that goes through the WSGI server (the dev server, tests, TLS, HTTP/1.0): an
     inbox of (event id, SSE text) pairs and a flag that wakes the stream's generator."""
 
-    __slots__ = ("channels", "pending", "wakeup", "closed", "skip_ids", "beat_due", "leases")
+    __slots__ = ("channels", "pending", "wakeup", "closed", "beat_due", "leases")
 
-    def __init__(self, channels: tuple[str, ...]):
+    def __init__(self, channels: tuple[str, ...], replaying: bool = False):
+        super().__init__(replaying)
         self.channels = channels
         self.pending: list[tuple[str | None, bytes]] = []
         self.wakeup = _wakeup_flag()
         self.closed = False
-        self.skip_ids: frozenset[str] | set[str] = frozenset()  # ids already sent by the replay
         self.beat_due = False  # set by the hub's heartbeat ticker
         # Redis leases (sorted-set key, member, ttl) the ticker renews: stream cap, presence.
         self.leases: tuple[tuple[str, str, float], ...] = ()
 
-    def deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
-        if self.skip_ids and event_id in self.skip_ids:
-            return
+    def _deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
         self.pending.append((event_id, text))
         self.wakeup.set()
 
@@ -84,7 +117,7 @@ class Subscription:
         self.wakeup.set()
 
 
-class SocketSubscription:
+class SocketSubscription(_Replayable):
     """A stream the hub writes itself (gunicorn's gevent worker, plain HTTP/1.1).
 
     Until `take_socket` (gunicorn is still sending the headers) events wait in `pending`. Then
@@ -92,22 +125,21 @@ class SocketSubscription:
     take them at once gets a short-lived writer greenlet until it has caught up. `on_end` (the
     stream's clean-up: leases, presence, metrics, log line) runs once, in its own greenlet."""
 
-    __slots__ = ("hub", "channels", "leases", "skip_ids", "closed", "socket", "pending", "writer", "on_end")
+    __slots__ = ("hub", "channels", "leases", "closed", "socket", "pending", "writer", "on_end")
 
-    def __init__(self, hub: RealtimeHub, channels: tuple[str, ...]):
+    def __init__(self, hub: RealtimeHub, channels: tuple[str, ...], replaying: bool = False):
+        super().__init__(replaying)
         self.hub = hub
         self.channels = channels
         self.leases: tuple[tuple[str, str, float], ...] = ()
-        self.skip_ids: frozenset[str] | set[str] = frozenset()
         self.closed = False
         self.socket = None
         self.pending: list[bytes] = []  # framed bytes the socket has not taken yet
         self.writer: gevent.Greenlet | None = None  # alive exactly while the socket lags behind
         self.on_end = None
 
-    def deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
-        if not (self.skip_ids and event_id in self.skip_ids):
-            self._write(framed)
+    def _deliver(self, event_id: str | None, text: bytes, framed: bytes) -> None:
+        self._write(framed)
 
     def heartbeat(self) -> None:
         if self.socket is not None:  # before the hand-over gunicorn is still writing to it
@@ -197,6 +229,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._pool_size = 2
         self.stopping = False
         self.connected = threading.Event()
+        self.listening = threading.Event()  # set once the first subscription is confirmed, never cleared
         self.reconnects = 0
         self._new_since_freeze = 0
         self._ending: Group | None = None  # clean-ups of hub-written streams (gevent only)
@@ -214,11 +247,13 @@ class RealtimeHub(ServerSentEventsBlueprint):
         return self.redis.publish(channel_prefix() + channel, json.dumps(message.to_dict()))
 
     # --- subscribing -------------------------------------------------------------------
-    def subscribe(self, channels: list[str] | tuple[str, ...], *, hub_writes: bool = False):
-        """A Subscription, or with `hub_writes` a SocketSubscription waiting for its socket."""
+    def subscribe(self, channels: list[str] | tuple[str, ...], *, hub_writes: bool = False, replaying: bool = False):
+        """A Subscription, or with `hub_writes` a SocketSubscription waiting for its socket;
+        with `replaying`, live events wait until its `replayed()` is called."""
         self._ensure_listener()
         channels = tuple(channels)
-        subscription = SocketSubscription(self, channels) if hub_writes else Subscription(channels)
+        subscription = (SocketSubscription(self, channels, replaying) if hub_writes
+                        else Subscription(channels, replaying))
         with self._lock:
             for channel in channels:
                 self._subscribers.setdefault(channel, set()).add(subscription)
@@ -284,18 +319,19 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self.write_timeout = 2 * heartbeat
 
     def _ensure_listener(self) -> None:
-        if self._listener is not None:  # it runs until shutdown; _listen never lets an error out
-            return
-        with self._lock:
-            if self._listener is not None:
-                return
-            if not self._redis_url:
-                raise RuntimeError("REDIS_URL is not configured: live updates need Redis.")
-            self._listener = threading.Thread(target=self._listen, name="sse-hub", daemon=True)
-            self._listener.start()
-            threading.Thread(target=self._tick, name="sse-heartbeat", daemon=True).start()
-        # Don't let the first stream miss what is published right after it subscribes.
-        self.connected.wait(5)
+        if self._listener is None:  # it runs until shutdown; _listen never lets an error out
+            with self._lock:
+                if self._listener is None:
+                    if not self._redis_url:
+                        raise RuntimeError("REDIS_URL is not configured: live updates need Redis.")
+                    self._listener = threading.Thread(target=self._listen, name="sse-hub", daemon=True)
+                    self._listener.start()
+                    threading.Thread(target=self._tick, name="sse-heartbeat", daemon=True).start()
+        # A stream that read its replay before the hub's first subscription to Redis took effect
+        # would miss what is published in between: every stream of a fresh process waits for it,
+        # not only the first (after a restart hundreds reconnect at once). Later outages end the
+        # streams on reconnect, so they replay.
+        self.listening.wait(5)
 
     def _listen(self) -> None:
         backoff, first = 0.2, True
@@ -304,8 +340,12 @@ class RealtimeHub(ServerSentEventsBlueprint):
             try:
                 client = redis.Redis.from_url(self._redis_url, socket_connect_timeout=5, health_check_interval=15,
                                               client_name="fittribe-hub")
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub()
                 pubsub.psubscribe(self._prefix + "*")
+                # Redis's confirmation, not just the command sent: from here every publish reaches us.
+                confirmed = pubsub.get_message(timeout=5)
+                if confirmed is None or confirmed["type"] != "psubscribe":
+                    raise redis.ConnectionError(f"no confirmation of the subscription: {confirmed!r}")
                 if not first:
                     # Messages published while we were away are in the outbox: end the streams so
                     # browsers reconnect with Last-Event-ID and get them replayed.
@@ -314,6 +354,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
                     log.warning("SSE hub reconnected to Redis; streams asked to resume from replay")
                 first, backoff = False, 0.2
                 self.connected.set()
+                self.listening.set()
                 while not self.stopping:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "pmessage":

@@ -132,10 +132,10 @@ def stream():
         trainer_id = current_user.trainer_profile.id
         presence.stream_opened(trainer_id, stream_id)
 
-    # Subscribe before reading the replay, so nothing falls between the two; what arrives
-    # twice is dropped by id (skip_ids).
+    # Subscribe before reading the replay, so nothing falls between the two; what comes both
+    # ways is sent once (live events wait until the replay is read: _Replayable in hub.py).
     sock = _gunicorn_socket(request.environ)
-    subscription = sse.subscribe(channels, hub_writes=sock is not None)
+    subscription = sse.subscribe(channels, hub_writes=sock is not None, replaying=last_id is not None)
     first = [b": connected\n\n"]
     if last_id is not None:
         limit = config["SSE_REPLAY_LIMIT"]
@@ -147,7 +147,7 @@ def stream():
             replay = []
         for event in replay:
             first.append(str(outbox.sse_message(event.id, event.type, event.payload)).encode())
-        subscription.skip_ids = {str(event.id) for event in replay}
+        subscription.replayed({str(event.id) for event in replay})
 
     leases = []
     if cap:
