@@ -71,6 +71,11 @@ bench: install-dev assets ## benchmarks (need PostgreSQL)
 	$(BIN)/python bench/booking_race.py
 	$(BIN)/python bench/analytics.py
 
+# 2,000 open streams through nginx over two nodes: kill -9 one, then a rolling restart (figures printed).
+CLUSTER_STREAMS ?= 2000
+bench-cluster: install-dev assets test-tools ## the multi-node test at full size
+	CLUSTER_STREAMS=$(CLUSTER_STREAMS) $(BIN)/python -m pytest tests/deploy -s -q -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) node_modules static/vendor static/cache_manifest.json
 	find static -name '*.gz' -o -name '*.br' | xargs rm -f

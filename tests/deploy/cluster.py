@@ -149,6 +149,17 @@ class Cluster:
             node.wait_healthy()
         wait_until(lambda: answers(self.url + "/healthz"), 30, "nginx answering")
 
+    def errors_logged(self, limit: int = 5) -> str:
+        """The most frequent error lines of the nodes and the worker, for a failure message."""
+        counts: dict[str, int] = {}
+        for log in sorted(self.folder.glob("*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if "Error" in line or '"level": "ERROR"' in line:
+                    key = f"{log.stem}: {re.sub(r'[0-9]{2}:[0-9:.]+|pid: [0-9]+|[0-9a-f]{32}', '…', line)[:300]}"
+                    counts[key] = counts.get(key, 0) + 1
+        top = sorted(counts.items(), key=lambda item: -item[1])[:limit]
+        return "\n".join(f"{count} × {line}" for line, count in top) or "no errors logged"
+
     def close(self) -> None:
         for node in self.nodes:
             try:

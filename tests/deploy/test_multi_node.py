@@ -78,10 +78,16 @@ class Visitor(threading.Thread):
         return sum(1 for p, status in self.statuses if p == phase and (status >= 500 or status == 0))
 
 
-async def _until(predicate, timeout: float, what: str) -> None:
+async def _until(predicate, timeout: float, what: str, pages: list[Page]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not reached in {timeout:.0f} s"
+        if time.monotonic() > deadline:
+            errors: dict[int, int] = {}
+            for page in pages:
+                for status, count in page.errors.items():
+                    errors[status] = errors.get(status, 0) + count
+            raise AssertionError(f"{what}: not reached in {timeout:.0f} s "
+                                 f"({sum(p.connected for p in pages)} of {len(pages)} streams live, errors {errors})")
         await asyncio.sleep(0.1)
 
 
@@ -94,7 +100,7 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
         tasks += [asyncio.create_task(follow(page, cluster.port, stop)) for page in pages[start:start + 250]]
         await asyncio.sleep(0.2)
     all_live = lambda: all(page.connected for page in pages)  # noqa: E731
-    await _until(all_live, 60 + streams / 20, "every stream open")
+    await _until(all_live, 60 + streams / 20, "every stream open", pages)
     figures = {"streams": streams, "open_seconds": round(time.monotonic() - opened, 1)}
     figures["per_node"] = [await asyncio.to_thread(node.open_streams) for node in cluster.nodes]
 
@@ -105,7 +111,8 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
     await asyncio.sleep(1.5)
     visitor.phase, crash_at = "crash", time.monotonic()
     await asyncio.to_thread(victim.kill)
-    await _until(all_live, 60, "every page back after kill -9")
+    back = lambda: sum(1 for page in pages if page.reconnects and page.reconnects[-1][0] >= crash_at)  # noqa: E731
+    await _until(lambda: back() >= figures["per_node"][1] and all_live(), 60 + streams / 20, "every page back after kill -9", pages)
     figures["crash_live_again_seconds"] = round(time.monotonic() - crash_at, 2)
     await asyncio.sleep(1)
     await asyncio.to_thread(victim.start)
@@ -116,13 +123,13 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
         await asyncio.to_thread(node.stop)
         await asyncio.to_thread(node.start)
         await asyncio.to_thread(node.wait_healthy)
-        await _until(all_live, 60, f"every page back after restarting {node.name}")
+        await _until(all_live, 60 + streams / 20, f"every page back after restarting {node.name}", pages)
     await asyncio.sleep(1)
     visitor.phase = "end"
     ticks.halt.set()
     await asyncio.to_thread(ticks.join)
     await _until(lambda: all(page.ticks and page.ticks[-1] >= ticks.sent for page in pages) or
-                 any(page.stale for page in pages), 30, "the last event on every page")
+                 any(page.stale for page in pages), 30, "the last event on every page", pages)
     visitor.halt.set()
     stop.set()
     for task in tasks:
@@ -148,7 +155,10 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
 
 
 def test_streams_survive_a_crash_and_a_rolling_restart_behind_nginx(app, cluster):
-    figures = asyncio.run(scenario(app, cluster, STREAMS))
+    try:
+        figures = asyncio.run(scenario(app, cluster, STREAMS))
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nlogged by the cluster:\n{cluster.errors_logged()}") from None
     print("\nmulti-node figures: " + " | ".join(f"{key}={value}" for key, value in figures.items()))
     # Both nodes took streams; the crashed node's pages came back through nginx to the other one.
     assert min(figures["per_node"]) >= STREAMS // 4, figures
