@@ -1,11 +1,12 @@
 """A local cluster without Docker: Debian's nginx with deploy/nginx.conf in front of gunicorn nodes
 on free ports plus one `flask worker`, and a light asyncio SSE client that behaves like a page
-(reconnects after a short pause and sends Last-Event-ID).
+(reconnects with htmx's delays and sends Last-Event-ID).
 
 Used by tests/deploy/test_multi_node.py (a CI-sized run) and `make bench-cluster` (2,000 streams)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -155,6 +156,11 @@ class Cluster:
         for log in sorted(self.folder.glob("*.log")):
             for line in log.read_text(errors="replace").splitlines():
                 if "Error" in line or '"level": "ERROR"' in line:
+                    try:  # a JSON log line: its exception's last line says what happened
+                        record = json.loads(line)
+                        line = f"{record['message']}: {(record.get('exc_info') or '').strip().splitlines()[-1:]}"
+                    except (ValueError, KeyError, TypeError):
+                        pass
                     key = f"{log.stem}: {re.sub(r'[0-9]{2}:[0-9:.]+|pid: [0-9]+|[0-9a-f]{32}', '…', line)[:300]}"
                     counts[key] = counts.get(key, 0) + 1
         top = sorted(counts.items(), key=lambda item: -item[1])[:limit]
@@ -184,6 +190,7 @@ class Page:
     down_since: float | None = None
     reconnects: list[tuple[float, float]] = field(default_factory=list)  # (when it broke, seconds to live again)
     connected: bool = False
+    attempt: int = 0  # reconnects since the stream was last live (htmx doubles its delay each time)
     stale: int = 0
     errors: dict[int, int] = field(default_factory=dict)  # HTTP status >= 400 answered to a connect
 
@@ -205,6 +212,7 @@ async def _read_body(reader: asyncio.StreamReader, headers: bytes):
 def _take_event(page: Page, block: str) -> None:
     if block.startswith(": connected"):  # the stream is live (replay follows): the page is back
         page.connected = True
+        page.attempt = 0
         if page.down_since is not None:
             page.reconnects.append((page.down_since, time.monotonic() - page.down_since))
             page.down_since = None
@@ -253,7 +261,14 @@ async def follow(page: Page, port: int, stop: asyncio.Event) -> None:
         if page.down_since is None:
             page.down_since = time.monotonic()
         page.connected = False
-        await asyncio.sleep(random.uniform(0.05, 0.3))  # a browser waits a little before retrying
+        page.attempt += 1
+        await asyncio.sleep(reconnect_delay(page.attempt))
+
+
+def reconnect_delay(attempt: int) -> float:
+    """htmx 4's SSE extension: 500 ms doubled per failed attempt, at most 60 s, ±30 % jitter."""
+    delay = min(0.5 * 2 ** (attempt - 1), 60.0)
+    return delay * random.uniform(0.7, 1.3)
 
 
 def percentile(values: list[float], share: float) -> float:

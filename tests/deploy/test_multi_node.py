@@ -91,6 +91,11 @@ async def _until(predicate, timeout: float, what: str, pages: list[Page]) -> Non
         await asyncio.sleep(0.1)
 
 
+def back_since(pages: list[Page], moment: float) -> int:
+    """Pages whose stream broke after `moment` and is live again."""
+    return sum(1 for page in pages if page.connected and page.reconnects and page.reconnects[-1][0] >= moment)
+
+
 async def scenario(app, cluster: Cluster, streams: int) -> dict:
     pages = [Page() for _ in range(streams)]
     stop = asyncio.Event()
@@ -111,19 +116,23 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
     await asyncio.sleep(1.5)
     visitor.phase, crash_at = "crash", time.monotonic()
     await asyncio.to_thread(victim.kill)
-    back = lambda: sum(1 for page in pages if page.reconnects and page.reconnects[-1][0] >= crash_at)  # noqa: E731
-    await _until(lambda: back() >= figures["per_node"][1] and all_live(), 60 + streams / 20, "every page back after kill -9", pages)
+    patience = 60 + streams / 20
+    await _until(lambda: back_since(pages, crash_at) >= figures["per_node"][1] and all_live(), patience,
+                 "every page back after kill -9", pages)
     figures["crash_live_again_seconds"] = round(time.monotonic() - crash_at, 2)
     await asyncio.sleep(1)
     await asyncio.to_thread(victim.start)
     await asyncio.to_thread(victim.wait_healthy)
 
     visitor.phase, rolling_at = "rolling", time.monotonic()
-    for node in (crashed, victim):  # the node holding the streams first, so both restarts move them
+    # The node holding the streams first (all of them after the crash), then the other.
+    for node in (crashed, victim):
+        held, restart_at = await asyncio.to_thread(node.open_streams), time.monotonic()
         await asyncio.to_thread(node.stop)
         await asyncio.to_thread(node.start)
         await asyncio.to_thread(node.wait_healthy)
-        await _until(all_live, 60 + streams / 20, f"every page back after restarting {node.name}", pages)
+        await _until(lambda: back_since(pages, restart_at) >= held and all_live(), patience,
+                     f"every page back after restarting {node.name}", pages)
     await asyncio.sleep(1)
     visitor.phase = "end"
     ticks.halt.set()
@@ -160,6 +169,7 @@ def test_streams_survive_a_crash_and_a_rolling_restart_behind_nginx(app, cluster
     except AssertionError as error:
         raise AssertionError(f"{error}\nlogged by the cluster:\n{cluster.errors_logged()}") from None
     print("\nmulti-node figures: " + " | ".join(f"{key}={value}" for key, value in figures.items()))
+    print("logged by the cluster:\n" + cluster.errors_logged())
     # Both nodes took streams; the crashed node's pages came back through nginx to the other one.
     assert min(figures["per_node"]) >= STREAMS // 4, figures
     assert figures["crash_reconnected"] >= min(figures["per_node"]), figures
