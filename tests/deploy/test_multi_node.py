@@ -9,6 +9,7 @@ import asyncio
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,10 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
 
 def test_streams_survive_a_crash_and_a_rolling_restart_behind_nginx(app, cluster):
     try:
-        figures = asyncio.run(scenario(app, cluster, STREAMS))
+        # A thread of its own: Playwright's sync API (the browser tests) keeps an event loop
+        # running in this one, and asyncio.run refuses to start inside it.
+        with ThreadPoolExecutor(1) as runner:
+            figures = runner.submit(asyncio.run, scenario(app, cluster, STREAMS)).result()
     except AssertionError as error:
         raise AssertionError(f"{error}\nlogged by the cluster:\n{cluster.errors_logged()}") from None
     print("\nmulti-node figures: " + " | ".join(f"{key}={value}" for key, value in figures.items()))
