@@ -14,9 +14,9 @@ def _bool(name: str, default: bool) -> bool:
 
 
 def database_url(raw: str | None) -> str:
-    """Normalise DATABASE_URL: default SQLite file, and psycopg 3 for postgres:// URLs."""
-    if not raw:
-        return f"sqlite:///{INSTANCE_DIR / 'fittribe.db'}"
+    """Normalise DATABASE_URL to psycopg 3. Unset: a local server (`make run` starts an embedded
+    one and sets DATABASE_URL, see fittribe/devserver.py)."""
+    raw = raw or "postgresql://postgres@127.0.0.1:5432/fittribe"
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
             return "postgresql+psycopg://" + raw[len(prefix):]

@@ -115,6 +115,9 @@ def worker_pids(master: int, count: int) -> list[int]:
     raise RuntimeError("gunicorn workers did not start")
 
 
+# Anonymous streams without Last-Event-ID never query the database: any reachable server will do.
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
 def start(app: str, workers: int, port: int, prefix: str, tmp: Path) -> subprocess.Popen:
     log = open(tmp / f"{app}-{port}.log", "w")
     if app == "stock":
@@ -123,7 +126,7 @@ def start(app: str, workers: int, port: int, prefix: str, tmp: Path) -> subproce
         return subprocess.Popen(command, cwd=SHARED, env={**os.environ, "REDIS_URL": REDIS_URL},
                                 stdout=log, stderr=subprocess.STDOUT)
     env = {**os.environ, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
-           "ACCESS_LOG": "", "REDIS_URL": REDIS_URL, "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
+           "ACCESS_LOG": "", "REDIS_URL": REDIS_URL, "DATABASE_URL": DATABASE_URL,
            "SSE_CHANNEL_PREFIX": prefix, "STREAM_CAP_PER_CLIENT": "0", "RATELIMIT_STREAM": "10000000 per minute",
            "INSTANCE_PATH": str(tmp)}
     return subprocess.Popen([PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", "wsgi:app"],

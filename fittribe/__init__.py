@@ -181,9 +181,7 @@ def _register_hooks(app: Flask) -> None:
 
     @app.template_filter("in_zone")
     def in_zone(moment: datetime, zone: str) -> datetime:
-        """A stored instant on the clock of `zone`. SQLite hands back naive datetimes: they are
-        UTC (a naive one's astimezone() would take the server's own zone instead)."""
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        """A stored instant on the clock of `zone`."""
         return moment.astimezone(ZoneInfo(zone))
 
     @app.template_filter("zoneinfo")

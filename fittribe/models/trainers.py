@@ -121,7 +121,7 @@ def bayesian_rating() -> ColumnElement[float]:
     """(rating_avg × rating_count + PRIOR_MEAN × PRIOR_WEIGHT) / (rating_count + PRIOR_WEIGHT).
 
     Rendered with the constants inline and a plain `/` so the ORDER BY is exactly the expression
-    of ix_trainer_profiles_rating_rank; PostgreSQL and SQLite then walk that index in rank order
+    of ix_trainer_profiles_rating_rank; PostgreSQL then walks that index in rank order
     and stop after one page instead of scoring and sorting every listed trainer. (SQLAlchemy's own
     `/` adds a CAST to the divisor, and bound parameters would not match an index expression.)"""
     avg = cast(TrainerProfile.rating_avg, Float)
@@ -132,8 +132,8 @@ def bayesian_rating() -> ColumnElement[float]:
 
 # Search: "Top rated" (the default sort) reads this index in order; ties go to the older profile.
 Index("ix_trainer_profiles_rating_rank", bayesian_rating().desc(), TrainerProfile.id)
-# PostgreSQL only (pg_trgm): substring search (ILIKE '%…%') on name and headline without a full scan.
+# pg_trgm: substring search (ILIKE '%…%') on name and headline without a full scan.
 for _column in ("display_name", "headline"):
     Index(f"ix_trainer_profiles_{_column}_trgm", getattr(TrainerProfile, _column),
-          postgresql_using="gin", postgresql_ops={_column: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+          postgresql_using="gin", postgresql_ops={_column: "gin_trgm_ops"})
 del _column

@@ -61,8 +61,8 @@ class Subscription:
     """A stream that goes through the WSGI server (the dev server, tests, TLS, HTTP/1.0): an
     inbox of (event id, SSE text) pairs and a flag that wakes the stream's generator."""
 
-    __slots__ = ("channels", "viewer", "user_id", "pending", "wakeup", "closed", "position", "held", "beat_due",
-                 "leases")
+    __slots__ = ("channels", "viewer", "user_id", "pending", "wakeup", "closed", "position", "held", "gate",
+                 "beat_due", "leases")
 
     def __init__(self, channels: tuple[str, ...], viewer=None, user_id: int | None = None):
         self.channels = channels
@@ -74,14 +74,17 @@ class Subscription:
         # Events that arrive while the replay is read, until start(): then the replay goes
         # first and these follow, less what it already had.
         self.held: list | None = []
+        self.gate = threading.Lock()  # the hub may deliver from its own thread while start() runs
         self.beat_due = False  # set by the hub's heartbeat ticker
         # Redis leases (sorted-set key, member, ttl) the ticker renews: stream cap, presence.
         self.leases: tuple[tuple[str, str, float], ...] = ()
 
     def deliver(self, position: int | None, text: bytes, framed: bytes) -> None:
         if self.held is not None:
-            self.held.append((position, text, framed))
-            return
+            with self.gate:
+                if self.held is not None:
+                    self.held.append((position, text, framed))
+                    return
         if position is not None:
             if position <= self.position:
                 return  # sent already (by the replay, or published twice after a crash)
@@ -90,10 +93,11 @@ class Subscription:
 
     def start(self, position: int) -> None:
         """The replay up to `position` is written: send what arrived meanwhile, then go live."""
-        held, self.held = self.held or [], None
-        self.position = max(self.position, position)
-        for item in held:
-            self.deliver(*item)
+        with self.gate:  # a delivery waiting here goes after the held ones
+            held, self.held = self.held or [], None
+            self.position = max(self.position, position)
+            for item in held:
+                self.deliver(*item)
 
     def _send(self, text: bytes, framed: bytes) -> None:
         self.pending.append((None, text))
@@ -119,8 +123,8 @@ class SocketSubscription:
     take them at once gets a short-lived writer greenlet until it has caught up. `on_end` (the
     stream's clean-up: leases, presence, metrics, log line) runs once, in its own greenlet."""
 
-    __slots__ = ("hub", "channels", "viewer", "user_id", "leases", "position", "held", "closed", "socket", "pending",
-                 "writer", "on_end", "hangup")
+    __slots__ = ("hub", "channels", "viewer", "user_id", "leases", "position", "held", "gate", "closed", "socket",
+                 "pending", "writer", "on_end", "hangup")
 
     deliver = Subscription.deliver
     start = Subscription.start
@@ -132,6 +136,7 @@ class SocketSubscription:
         self.leases: tuple[tuple[str, str, float], ...] = ()
         self.position = 0
         self.held: list | None = []
+        self.gate = threading.Lock()
         self.closed = False
         self.socket = None
         self.pending: list[bytes] = []  # framed bytes the socket has not taken yet
@@ -253,6 +258,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._pool_size = 2
         self.stopping = False
         self.connected = threading.Event()
+        self.listening = threading.Event()  # set once the first subscription is confirmed, never cleared
         self.reconnects = 0
         self._new_since_freeze = 0
         self._ending: Group | None = None  # clean-ups of hub-written streams (gevent only)
@@ -357,18 +363,19 @@ class RealtimeHub(ServerSentEventsBlueprint):
             self._app = app  # pushes are rendered with it
 
     def _ensure_listener(self) -> None:
-        if self._listener is not None:  # it runs until shutdown; _listen never lets an error out
-            return
-        with self._lock:
-            if self._listener is not None:
-                return
-            if not self._redis_url:
-                raise RuntimeError("REDIS_URL is not configured: live updates need Redis.")
-            self._listener = threading.Thread(target=self._listen, name="sse-hub", daemon=True)
-            self._listener.start()
-            threading.Thread(target=self._tick, name="sse-heartbeat", daemon=True).start()
-        # Don't let the first stream miss what is published right after it subscribes.
-        self.connected.wait(5)
+        if self._listener is None:  # it runs until shutdown; _listen never lets an error out
+            with self._lock:
+                if self._listener is None:
+                    if not self._redis_url:
+                        raise RuntimeError("REDIS_URL is not configured: live updates need Redis.")
+                    self._listener = threading.Thread(target=self._listen, name="sse-hub", daemon=True)
+                    self._listener.start()
+                    threading.Thread(target=self._tick, name="sse-heartbeat", daemon=True).start()
+        # A stream that read its replay before the hub's first subscription to Redis took effect
+        # would miss what is published in between: every stream of a fresh process waits for it,
+        # not only the first (after a restart hundreds reconnect at once). Later outages end the
+        # streams on reconnect, so they replay.
+        self.listening.wait(5)
 
     def _listen(self) -> None:
         backoff, first = 0.2, True
@@ -377,8 +384,12 @@ class RealtimeHub(ServerSentEventsBlueprint):
             try:
                 client = redis.Redis.from_url(self._redis_url, socket_connect_timeout=5, health_check_interval=15,
                                               client_name="fittribe-hub")
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub()
                 pubsub.psubscribe(self._prefix + "*")
+                # Redis's confirmation, not just the command sent: from here every publish reaches us.
+                confirmed = pubsub.get_message(timeout=5)
+                if confirmed is None or confirmed["type"] != "psubscribe":
+                    raise redis.ConnectionError(f"no confirmation of the subscription: {confirmed!r}")
                 if not first:
                     # Messages published while we were away are in the outbox: end the streams so
                     # browsers reconnect with Last-Event-ID and get them replayed.
@@ -387,6 +398,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
                     log.warning("SSE hub reconnected to Redis; streams asked to resume from replay")
                 first, backoff = False, 0.2
                 self.connected.set()
+                self.listening.set()
                 while not self.stopping:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "pmessage":

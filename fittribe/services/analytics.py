@@ -232,17 +232,8 @@ def _money_moves(spans: list[tuple[datetime, datetime]]):
 
 
 def _local_day(column, period: Period):
-    """The local calendar day of a timestamp, in SQL. PostgreSQL converts with the real zone
-    rules; SQLite (the no-setup demo only) has no zone data and shifts by the zone's offset at
-    the period's start, so a DST change inside the period moves that hour to the next day."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone(period.zone.key, column))
-    offset = period.start.astimezone(period.zone).utcoffset() or timedelta(0)
-    return func.date(column, f"{int(offset.total_seconds() // 60):+d} minutes")
-
-
-def _as_date(value) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+    """The local calendar day of a timestamp, in SQL, with the zone's real rules (DST included)."""
+    return func.date(func.timezone(period.zone.key, column))
 
 
 def _spans(period: Period, today: date, windows: bool) -> list[tuple[datetime, datetime]]:
@@ -271,7 +262,7 @@ def _money_by_day(period: Period, today: date, windows: bool) -> MoneyByDay:
     for day, currency, taken, refunded in db.session.execute(
             select(_local_day(moves.c.at, period).label("day"), moves.c.currency, func.sum(moves.c.taken),
                    func.sum(moves.c.refunded)).group_by("day", moves.c.currency)):
-        by_day.setdefault(_as_date(day), {})[currency] = (int(taken), int(refunded))
+        by_day.setdefault(day, {})[currency] = (int(taken), int(refunded))
     return by_day
 
 
@@ -333,7 +324,7 @@ def _bookings_by_day(period: Period) -> dict[date, dict[BookingStatus, int]]:
     for day, status, count in db.session.execute(
             select(_local_day(Booking.created_at, period).label("day"), Booking.status, func.count())
             .where(_created_in(period)).group_by("day", Booking.status)):
-        counts.setdefault(_as_date(day), {})[status] = count
+        counts.setdefault(day, {})[status] = count
     return counts
 
 

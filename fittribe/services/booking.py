@@ -1,9 +1,7 @@
 """Holds on a trainer's time: the first step of a booking (payment and confirmation follow).
 
 A hold is a Booking row in status `held` with `hold_expires_at`. No two active bookings of a
-trainer may overlap: on PostgreSQL an exclusion constraint guarantees it even when requests race;
-everywhere the check and the insert run in one transaction whose first statement is a write, so
-SQLite serialises concurrent holds."""
+trainer may overlap: an exclusion constraint guarantees it even when requests race."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -57,7 +55,7 @@ def _active_busy(trainer_id: int, now: datetime, ignore_booking_id: int | None =
         CalendarBusy.trainer_id == trainer_id, CalendarBusy.ends_at > now)
     if until is not None:
         bookings, calendar = bookings.where(Booking.starts_at < until), calendar.where(CalendarBusy.starts_at < until)
-    return [Busy(aware(start), aware(end)) for start, end in db.session.execute(union_all(bookings, calendar))]
+    return [Busy(start, end) for start, end in db.session.execute(union_all(bookings, calendar))]
 
 
 def announce_slots_changed(trainer_id: int) -> None:
@@ -72,10 +70,6 @@ def announce_sessions_changed(*user_ids: int) -> None:
     """These people's open dashboards get their new session lists (pushed)."""
     for user_id in sorted(set(user_ids)):
         live.announce(live.SESSIONS, user_id)
-
-
-def aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite drops the zone
 
 
 def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: datetime | None = None,
@@ -120,7 +114,7 @@ def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = No
     for trainer in trainers:
         first = slots_for(trainer, min(trainer.session_lengths), now, limit=1)
         next_at = first[0].starts_at if first else None
-        if announce and next_at != (trainer.next_available_at and aware(trainer.next_available_at)):
+        if announce and next_at != trainer.next_available_at:
             live.announce(live.NEXT_AVAILABLE, trainer.id)
         trainer.next_available_at = next_at
 
@@ -145,7 +139,7 @@ def refresh_stale_next_available(now: datetime | None = None, batch_size: int = 
             .where(candidates, TrainerProfile.id > after_id).order_by(TrainerProfile.id).limit(batch_size)).all():
         after_id = rows[-1].id
         stale = [row.id for row in rows if row.next_available_at is None
-                 or aware(row.next_available_at) < now + timedelta(minutes=row.min_notice_minutes)]
+                 or row.next_available_at < now + timedelta(minutes=row.min_notice_minutes)]
         # A trainer locked by a change in progress gets its value from that change: skip it.
         refresh_next_available(stale, now, skip_locked=True)
         db.session.commit()
@@ -168,8 +162,7 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
         raise BookingError("Choose one of this trainer's session lengths.")
     if member.id == trainer.user_id:
         raise BookingError("You can't book your own sessions.")
-    # First statement is a write: stale holds of this trainer end now (and SQLite takes its
-    # write lock here, so the check below and the insert cannot interleave with another hold).
+    # Stale holds of this trainer end now, so they neither count nor block below.
     db.session.execute(update(Booking).where(
         Booking.trainer_id == trainer.id, Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
     ).values(status=BookingStatus.EXPIRED))
@@ -204,7 +197,7 @@ def hold_seconds_left(booking: Booking, now: datetime | None = None) -> int:
     countdown starts from, on the server's clock."""
     if booking.status is not BookingStatus.HELD or booking.hold_expires_at is None:
         return 0
-    return max(0, int((aware(booking.hold_expires_at) - (now or _now())).total_seconds()))
+    return max(0, int((booking.hold_expires_at - (now or _now())).total_seconds()))
 
 
 def release(booking: Booking) -> None:
@@ -238,7 +231,7 @@ def expire_holds(now: datetime | None = None) -> list[int]:
 
 def _tell_hold_ended(booking: Booking) -> None:
     """Both people hear that an unpaid hold ran out (the member can hold the time again if free)."""
-    start = aware(booking.starts_at)
+    start = booking.starts_at
     for person in (booking.member, booking.trainer.user):
         local = start.astimezone(ZoneInfo(person.time_zone)).strftime("%a %-d %b %H:%M")
         who = f"with {booking.trainer.display_name}" if person.id == booking.member_id else f"by {booking.member.name}"

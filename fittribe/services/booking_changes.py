@@ -24,7 +24,7 @@ from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, Role, User
 from . import analytics, google_calendar, meetings, payments
 from .availability import Slot
-from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed, aware,
+from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed,
                       is_free, slots_for)
 from .notify import notify, notify_admins
 
@@ -46,12 +46,12 @@ def _by_member(booking: Booking, user: User) -> bool:
 
 def _refund_window_open(booking: Booking, now: datetime) -> bool:
     hours = current_app.config["CANCEL_FULL_REFUND_HOURS"]
-    return aware(booking.starts_at) - now >= timedelta(hours=hours)
+    return booking.starts_at - now >= timedelta(hours=hours)
 
 
 def cancel_terms(booking: Booking, user: User, now: datetime | None = None) -> ChangeTerms:
     now = now or datetime.now(timezone.utc)
-    if booking.status is not BookingStatus.CONFIRMED or aware(booking.starts_at) <= now:
+    if booking.status is not BookingStatus.CONFIRMED or booking.starts_at <= now:
         return ChangeTerms(False, None, "Only a confirmed session that has not started can be cancelled.")
     payment = payments.succeeded_payment(booking)
     hours = current_app.config["CANCEL_FULL_REFUND_HOURS"]
@@ -112,7 +112,7 @@ def cancel(booking: Booking, user: User, reason: str, now: datetime | None = Non
 
 def can_reschedule(booking: Booking, user: User, now: datetime | None = None) -> bool:
     now = now or datetime.now(timezone.utc)
-    if booking.status is not BookingStatus.CONFIRMED or aware(booking.starts_at) <= now:
+    if booking.status is not BookingStatus.CONFIRMED or booking.starts_at <= now:
         return False
     return not _by_member(booking, user) or _refund_window_open(booking, now)
 
@@ -131,14 +131,14 @@ def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, n
         raise BookingError(f"This session can no longer be moved (members can move it up to {hours:g} hours before "
                            "the start).")
     wanted = Slot(new_start, new_start + timedelta(minutes=_length(booking)))
-    if wanted.starts_at == aware(booking.starts_at):
+    if wanted.starts_at == booking.starts_at:
         db.session.rollback()
         raise BookingError("That is the session's current time: pick another one.")
     if not is_free(booking.trainer, wanted, now, ignore_booking_id=booking.id):
         db.session.rollback()
         raise SlotTaken()
     member, trainer = booking.member, booking.trainer.user
-    old_start = aware(booking.starts_at)
+    old_start = booking.starts_at
     booking.starts_at, booking.ends_at = wanted.starts_at, wanted.ends_at
     booking.reminded_24h_at = booking.reminded_15m_at = None
     try:
@@ -170,15 +170,15 @@ def _length(booking: Booking) -> int:
 
 def _when(booking: Booking, reader: User, start: datetime | None = None) -> str:
     """The start on the reader's own clock, zone named (notification texts are stored as written)."""
-    local = aware(start or booking.starts_at).astimezone(ZoneInfo(reader.time_zone))
+    local = (start or booking.starts_at).astimezone(ZoneInfo(reader.time_zone))
     return local.strftime("%a %-d %b %H:%M ") + reader.time_zone.replace("_", " ")
 
 
 def no_show_terms(booking: Booking, user: User, now: datetime | None = None) -> ChangeTerms:
     now = now or datetime.now(timezone.utc)
     config = current_app.config
-    opens = aware(booking.starts_at) + timedelta(minutes=config["NO_SHOW_AFTER_START_MINUTES"])
-    closes = aware(booking.ends_at) + timedelta(hours=config["NO_SHOW_REPORT_HOURS"])
+    opens = booking.starts_at + timedelta(minutes=config["NO_SHOW_AFTER_START_MINUTES"])
+    closes = booking.ends_at + timedelta(hours=config["NO_SHOW_REPORT_HOURS"])
     if user.id not in (booking.member_id, booking.trainer.user_id):
         return ChangeTerms(False, None, "Only the member or the trainer of a session can report a no-show.")
     if booking.status not in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED) or booking.review is not None:

@@ -13,7 +13,6 @@ from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, TrainerProfile
-from .booking import aware
 
 PAGE_SIZE = 20
 
@@ -69,7 +68,7 @@ def trainer_earnings(trainer: TrainerProfile, now: datetime, weeks: int = 8, mon
             result.pending_cents += amount
             continue
         result.earned_cents += amount
-        day = aware(starts_at).astimezone(zone).date()
+        day = starts_at.astimezone(zone).date()
         for bucket in (by_week.get(day - timedelta(days=day.weekday())), by_month.get(day.replace(day=1))):
             if bucket is not None:
                 bucket.gross_cents += amount

@@ -47,7 +47,7 @@ from sqlalchemy import delete, select
 from ..extensions import db
 from ..models import (Booking, BookingStatus, CalendarBusy, ConnectionStatus, GoogleConnection, GoogleEventSync,
                       GoogleWatchChannel, TrainerProfile, User)
-from .booking import BookingError, announce_slots_changed, aware
+from .booking import BookingError, announce_slots_changed
 from .calendar import session_title
 from .notify import notify, notify_admins
 
@@ -291,7 +291,7 @@ def _window(trainer: TrainerProfile, now: datetime) -> tuple[datetime, datetime]
 
 
 def _iso(moment: datetime) -> str:
-    return aware(moment).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse(stamp: str) -> datetime:
@@ -364,7 +364,7 @@ def _own_event_times(connection: GoogleConnection) -> list[tuple[datetime, datet
     rows = db.session.execute(select(GoogleEventSync.event_starts_at, GoogleEventSync.event_ends_at).where(
         GoogleEventSync.user_id == connection.user_id, GoogleEventSync.event_id.is_not(None),
         GoogleEventSync.calendar_id.in_(connection.busy_calendar_ids or [""])))
-    return [(aware(s), aware(e)) for s, e in rows if s and e]
+    return [(s, e) for s, e in rows if s and e]
 
 
 def store_busy(trainer: TrainerProfile, busy: list[tuple[datetime, datetime]], since: datetime,
@@ -373,7 +373,7 @@ def store_busy(trainer: TrainerProfile, busy: list[tuple[datetime, datetime]], s
     and tell the trainer of sessions it newly overlaps."""
     # The connection row's lock serialises two refreshes of one trainer (a notification and the worker).
     db.session.scalar(select(GoogleConnection.id).where(GoogleConnection.user_id == trainer.user_id).with_for_update())
-    old = [(aware(s), aware(e)) for s, e in db.session.execute(select(CalendarBusy.starts_at, CalendarBusy.ends_at).where(
+    old = [(s, e) for s, e in db.session.execute(select(CalendarBusy.starts_at, CalendarBusy.ends_at).where(
         CalendarBusy.trainer_id == trainer.id, CalendarBusy.ends_at > since).order_by(CalendarBusy.starts_at))]
     new = merge(busy)
     if old == new:
@@ -391,12 +391,12 @@ def store_busy(trainer: TrainerProfile, busy: list[tuple[datetime, datetime]], s
 
 
 def _overlaps(booking: Booking, intervals) -> bool:
-    return any(s < aware(booking.ends_at) and aware(booking.starts_at) < e for s, e in intervals)
+    return any(s < booking.ends_at and booking.starts_at < e for s, e in intervals)
 
 
 def _tell_conflict(trainer: TrainerProfile, booking: Booking) -> None:
     """The documented rule: the hold or booking stands; the trainer decides."""
-    local = aware(booking.starts_at).astimezone(ZoneInfo(trainer.user.time_zone)).strftime("%a %-d %b %H:%M")
+    local = booking.starts_at.astimezone(ZoneInfo(trainer.user.time_zone)).strftime("%a %-d %b %H:%M")
     what = "session" if booking.status is BookingStatus.CONFIRMED else "held time"
     notify(trainer.user_id, "calendar-conflict",
            f"Your Google Calendar now shows you busy during the {what} with {booking.member.name} on {local}. "
@@ -427,7 +427,7 @@ def _sync_watches(api: _Api, connection: GoogleConnection, now: datetime | None 
     now = now or datetime.now(timezone.utc)
     renew_by = now + timedelta(hours=current_app.config["GOOGLE_WATCH_RENEW_HOURS"])
     wanted = set(connection.busy_calendar_ids or [])
-    keep = {c.calendar_id for c in connection.channels if c.calendar_id in wanted and aware(c.expires_at) > renew_by}
+    keep = {c.calendar_id for c in connection.channels if c.calendar_id in wanted and c.expires_at > renew_by}
     old = [c for c in connection.channels if c.calendar_id not in keep]
     for calendar_id in sorted(wanted - keep):
         _watch(api, connection, calendar_id, now)
@@ -574,9 +574,9 @@ def maintain(now: datetime | None = None) -> None:
         GoogleConnection.status == ConnectionStatus.ACTIVE)).all()
     for connection_id, trainer_id in rows:
         connection = db.session.get(GoogleConnection, connection_id)
-        if connection.busy_synced_at is None or aware(connection.busy_synced_at) < stale_before:
+        if connection.busy_synced_at is None or connection.busy_synced_at < stale_before:
             refresh_busy(trainer_id, now)
-        watched = {c.calendar_id for c in connection.channels if aware(c.expires_at) > renew_by}
+        watched = {c.calendar_id for c in connection.channels if c.expires_at > renew_by}
         if watched != set(connection.busy_calendar_ids or []):
             _guarded(connection, lambda api: _sync_watches(api, connection, now))
             db.session.commit()

@@ -17,7 +17,6 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Booking, BookingStatus
 from . import google_calendar
-from .booking import aware
 from .notify import notify, notify_admins
 
 TIMEOUT = (3.05, 10)  # seconds to connect, to read
@@ -117,7 +116,7 @@ def _zoom_create(booking: Booking) -> tuple[str, str]:
         "topic": f"FitTribe session #{booking.id} with {trainer.display_name}"[:200],
         "type": 2,  # scheduled meeting
         # UTC ("Z"); `timezone` is how Zoom shows it to the host.
-        "start_time": aware(booking.starts_at).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "start_time": booking.starts_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration": int((booking.ends_at - booking.starts_at).total_seconds() // 60),
         "timezone": trainer.time_zone,
         "settings": {"join_before_host": False, "waiting_room": True},

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, ProcessedWebhook
 from . import analytics, google_calendar, meetings
 from .availability import Slot
-from .booking import announce_sessions_changed, announce_slots_changed, aware, is_free
+from .booking import announce_sessions_changed, announce_slots_changed, is_free
 from .notify import notify, notify_admins
 
 TOLERANCE_SECONDS = 300
@@ -204,9 +204,9 @@ def _apply(provider: Provider, event: PaymentEvent, booking: Booking) -> str:
     if event.amount_cents != booking.price_cents or event.currency != booking.currency:
         return _refund_new(provider, booking, event, None)  # tampered amount: never confirm, give it back
     now = datetime.now(timezone.utc)
-    still_held = booking.status is BookingStatus.HELD and aware(booking.hold_expires_at) > now
+    still_held = booking.status is BookingStatus.HELD and booking.hold_expires_at > now
     time_free = booking.status in (BookingStatus.HELD, BookingStatus.EXPIRED) and is_free(
-        booking.trainer, Slot(aware(booking.starts_at), aware(booking.ends_at)), now)
+        booking.trainer, Slot(booking.starts_at, booking.ends_at), now)
     if not (still_held or time_free):
         return _refund_new(provider, booking, event, "Your payment arrived after the hold ran out and the time "
                                                      "was taken: it is refunded in full.")
@@ -299,4 +299,4 @@ def close_checkouts(booking_ids: list[int]) -> None:
 def checkout_deadline(booking: Booking) -> datetime:
     """When a provider checkout for this hold should expire on its own (Stripe needs ≥ 30 min ahead);
     the worker closes it earlier, as soon as the hold ends."""
-    return aware(booking.hold_expires_at) + timedelta(minutes=30)
+    return booking.hold_expires_at + timedelta(minutes=30)

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Notification, User
-from .booking import aware
 from .mailer import send_mail
 from .notify import notify
 
@@ -56,7 +55,7 @@ def send_reminders(now: datetime | None = None) -> int:
         sent += 1
     for booking in _due(Booking.reminded_24h_at, now, timedelta(hours=24)):
         booking.reminded_24h_at = now
-        if aware(booking.created_at) <= aware(booking.starts_at) - timedelta(hours=24):
+        if booking.created_at <= booking.starts_at - timedelta(hours=24):
             _remind(booking, soon=False)  # (booked within the day: the confirmation just said when)
             sent += 1
     db.session.commit()
@@ -74,7 +73,7 @@ def _remind(booking: Booking, soon: bool) -> None:
     link = f"/bookings/{booking.id}"
     join = " The video link is on the session page." if booking.meeting_url else ""
     for person, other in ((booking.member, booking.trainer.display_name), (booking.trainer.user, booking.member.name)):
-        start = aware(booking.starts_at).astimezone(ZoneInfo(person.time_zone))
+        start = booking.starts_at.astimezone(ZoneInfo(person.time_zone))
         when = f"in 15 minutes, at {start:%H:%M}" if soon else f"on {start:%A %-d %B at %H:%M}"
         notify(person.id, "reminder", f"Reminder: your session with {other} starts {when} "
                                       f"({person.time_zone.replace('_', ' ')}).{join}", link)

@@ -30,7 +30,6 @@ from ..extensions import db
 from ..models import AuditEntry, Booking, BookingStatus, Review, ReviewFlag, TrainerProfile, User
 from ..realtime import live
 from . import audit
-from .booking import aware
 from .notify import notify, notify_admins
 
 RATING_MIN, RATING_MAX = 1, 5
@@ -87,7 +86,7 @@ def review_of(booking: Booking) -> Review | None:
 
 def closes_at(booking: Booking) -> datetime:
     """When the booking's review window ends."""
-    return aware(booking.ends_at) + timedelta(days=current_app.config["REVIEW_WINDOW_DAYS"])
+    return booking.ends_at + timedelta(days=current_app.config["REVIEW_WINDOW_DAYS"])
 
 
 def check_can_review(booking: Booking, user: User, now: datetime | None = None) -> None:

@@ -16,7 +16,7 @@ from .. import clock
 from ..extensions import db
 from ..models import Booking, BookingStatus, TrainerProfile, User
 from ..realtime.connection import redis_client, redis_key
-from .booking import announce_sessions_changed, aware
+from .booking import announce_sessions_changed
 
 JOIN_OPENS = timedelta(minutes=10)
 STARTING_SOON = timedelta(minutes=60)
@@ -31,7 +31,7 @@ class SessionStatus:
 
 
 def status_of(booking: Booking, now: datetime) -> SessionStatus:
-    start, end = aware(booking.starts_at), aware(booking.ends_at)
+    start, end = booking.starts_at, booking.ends_at
     if booking.status is BookingStatus.HELD:
         return SessionStatus("held", "Held — pay to confirm")
     if booking.status is BookingStatus.COMPLETED or (booking.status is BookingStatus.CONFIRMED and now >= end):

@@ -12,7 +12,7 @@ from .. import clock
 from ..services import availability_rules, earnings, photos, session_status
 from ..services import trainers as trainer_service
 from ..services import reviews as review_service
-from ..services.booking import BookingError, aware
+from ..services.booking import BookingError
 from ..services.search import all_specialties
 from .access import role_required
 from .forms import OverrideForm, PhotoForm, TrainerProfileForm, WeeklyHoursForm, options
@@ -44,7 +44,7 @@ def _sessions_context() -> dict:
     reviews_since = now - timedelta(days=current_app.config["REVIEW_WINDOW_DAYS"])
     return {"upcoming": [(b, session_status.status_of(b, now)) for b in upcoming],
             "past": [(b, session_status.status_of(b, now)) for b in past],
-            "reviewable_ids": {b.id for b in past if b.review is None and aware(b.ends_at) > reviews_since}}
+            "reviewable_ids": {b.id for b in past if b.review is None and b.ends_at > reviews_since}}
 
 
 @bp.get("/payments")

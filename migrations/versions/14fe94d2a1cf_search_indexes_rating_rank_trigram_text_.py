@@ -4,12 +4,12 @@ Measured with bench/search.py (10,000 trainers): the default "Top rated" search 
 sorted every listed trainer per request, every search and count joined all users to drop the
 suspended ones, and the name/goal filter (ILIKE '%…%') scanned the whole table.
 
-* ix_trainer_profiles_rating_rank (PostgreSQL and SQLite): an index on the Bayesian rating
+* ix_trainer_profiles_rating_rank: an index on the Bayesian rating
   expression, descending, then id. fittribe.models.trainers.bayesian_rating() renders exactly
   this expression, so the ORDER BY walks the index and stops after one page.
-* ix_users_is_suspended (PostgreSQL and SQLite): the public listing is now an anti-join
+* ix_users_is_suspended: the public listing is now an anti-join
   against the few suspended users (fittribe.services.search.listed_trainers).
-* ix_trainer_profiles_{display_name,headline}_trgm (PostgreSQL only): pg_trgm GIN indexes that
+* ix_trainer_profiles_{display_name,headline}_trgm: pg_trgm GIN indexes that
   serve ILIKE '%…%' for selective searches.
 
 Revision ID: 14fe94d2a1cf
@@ -33,28 +33,21 @@ RATING_RANK = "((CAST(rating_avg AS FLOAT) * rating_count + 40.0) / (rating_coun
 TRIGRAM_COLUMNS = ("display_name", "headline")
 
 
-def _is_postgresql() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
-
-
 def upgrade():
     op.create_index("ix_trainer_profiles_rating_rank", "trainer_profiles", [sa.text(RATING_RANK), "id"])
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_is_suspended"), ["is_suspended"], unique=False)
-    if _is_postgresql():
-        # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner may create it.
-        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        for column in TRIGRAM_COLUMNS:
-            op.create_index(f"ix_trainer_profiles_{column}_trgm", "trainer_profiles", [column],
-                            postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
+    # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner may create it.
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    for column in TRIGRAM_COLUMNS:
+        op.create_index(f"ix_trainer_profiles_{column}_trgm", "trainer_profiles", [column],
+                        postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
 
 
 def downgrade():
-    if _is_postgresql():
-        for column in TRIGRAM_COLUMNS:
-            op.drop_index(f"ix_trainer_profiles_{column}_trgm", table_name="trainer_profiles")
-        # The pg_trgm extension stays: other objects in the database may use it.
+    for column in TRIGRAM_COLUMNS:
+        op.drop_index(f"ix_trainer_profiles_{column}_trgm", table_name="trainer_profiles")
+    # The pg_trgm extension stays: other objects in the database may use it.
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_users_is_suspended"))
-    # IF EXISTS: on SQLite a later batch migration's table copy cannot carry an expression index over.
-    op.execute("DROP INDEX IF EXISTS ix_trainer_profiles_rating_rank")
+    op.drop_index("ix_trainer_profiles_rating_rank", table_name="trainer_profiles")

@@ -1,9 +1,8 @@
 """availability and bookings
 
-Weekly hours and date overrides per trainer, booking rules on the profile, and bookings. On
-PostgreSQL an exclusion constraint makes two active (held or confirmed) bookings of one trainer
-overlapping in time impossible, whatever races the application loses; SQLite relies on the
-booking service's single write transaction.
+Weekly hours and date overrides per trainer, booking rules on the profile, and bookings. An
+exclusion constraint makes two active (held or confirmed) bookings of one trainer overlapping in
+time impossible, whatever races the application loses.
 
 Revision ID: d046d9cfd27d
 Revises: bad9782f8440
@@ -54,12 +53,11 @@ def upgrade():
     with op.batch_alter_table('bookings', schema=None) as batch_op:
         batch_op.create_index('ix_bookings_member_status', ['member_id', 'status'], unique=False)
         batch_op.create_index('ix_bookings_trainer_starts', ['trainer_id', 'starts_at'], unique=False)
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")  # trusted extension: the owner may create it
-        op.execute(
-            "ALTER TABLE bookings ADD CONSTRAINT ex_bookings_no_overlap EXCLUDE USING gist "
-            "(trainer_id WITH =, tstzrange(starts_at, ends_at) WITH &&) WHERE (status IN ('held', 'confirmed'))"
-        )
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")  # trusted extension: the owner may create it
+    op.execute(
+        "ALTER TABLE bookings ADD CONSTRAINT ex_bookings_no_overlap EXCLUDE USING gist "
+        "(trainer_id WITH =, tstzrange(starts_at, ends_at) WITH &&) WHERE (status IN ('held', 'confirmed'))"
+    )
 
     op.create_table('weekly_availability',
     sa.Column('id', sa.Integer(), nullable=False),

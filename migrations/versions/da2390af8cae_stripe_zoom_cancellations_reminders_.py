@@ -35,7 +35,7 @@ def upgrade():
 
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.add_column(sa.Column('emailed_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.create_index('ix_notifications_unmailed', ['id'], unique=False, postgresql_where=sa.text('emailed_at IS NULL'), sqlite_where=sa.text('emailed_at IS NULL'))
+        batch_op.create_index('ix_notifications_unmailed', ['id'], unique=False, postgresql_where=sa.text('emailed_at IS NULL'))
     # Notifications from before e-mail existed are not mailed now, long after the fact.
     op.execute("UPDATE notifications SET emailed_at = created_at")
 
@@ -73,7 +73,7 @@ def downgrade():
         batch_op.drop_column('receipt_url')
 
     with op.batch_alter_table('notifications', schema=None) as batch_op:
-        batch_op.drop_index('ix_notifications_unmailed', postgresql_where=sa.text('emailed_at IS NULL'), sqlite_where=sa.text('emailed_at IS NULL'))
+        batch_op.drop_index('ix_notifications_unmailed', postgresql_where=sa.text('emailed_at IS NULL'))
         batch_op.drop_column('emailed_at')
 
     with op.batch_alter_table('bookings', schema=None) as batch_op:

@@ -26,7 +26,7 @@ def seeded_session(app) -> tuple[int, datetime]:
     with app.app_context():
         try:
             booking = db.session.scalar(select(Booking).where(Booking.status == BookingStatus.CONFIRMED))
-            return booking.id, booking_service.aware(booking.starts_at)
+            return booking.id, booking.starts_at
         finally:
             db.session.remove()
 

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from fittribe.extensions import db
 from fittribe.models import Booking, BookingStatus, Review, TrainerProfile, User
-from fittribe.services import booking as booking_service
 from tests.helpers import Browser, demo_hold, text_of
 
 ROLES = ("anonymous", "member", "other_member", "trainer", "other_trainer", "admin", "suspended")
@@ -131,7 +130,7 @@ def world(app, demo):
         maya = db.session.scalar(select(TrainerProfile).where(TrainerProfile.slug == "maya-chen"))
         confirmed = db.session.scalar(select(Booking).where(Booking.member_id == member.id,
                                                             Booking.status == BookingStatus.CONFIRMED))
-        past = booking_service.aware(confirmed.starts_at) - timedelta(days=3)
+        past = confirmed.starts_at - timedelta(days=3)
         completed, reviewed = (Booking(trainer_id=maya.id, member_id=member.id, starts_at=past + timedelta(hours=h),
                                        ends_at=past + timedelta(hours=h + 1), status=BookingStatus.COMPLETED,
                                        price_cents=6500, currency="USD") for h in (0, 2))

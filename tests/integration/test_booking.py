@@ -260,7 +260,7 @@ def test_finished_sessions_become_completed_and_dashboards_refresh(app, demo):
 
     with app.app_context():
         seeded = db.session.scalar(select(Booking).where(Booking.status == BookingStatus.CONFIRMED))
-        end = booking.aware(seeded.ends_at)
+        end = seeded.ends_at
         assert booking.complete_finished(now=end - timedelta(minutes=1)) == 0
         last_before = db.session.scalar(select(func.max(Event.id))) or 0
         assert booking.complete_finished(now=end) == 1

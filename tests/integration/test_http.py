@@ -103,14 +103,3 @@ def test_htmx_comes_from_npm_pinned_exactly():
     assert lock["packages"]["node_modules/htmx.org"]["version"] == version
     served = (STATIC / "vendor" / "htmx.min.js").read_bytes()
     assert served == (root / "node_modules" / "htmx.org" / "dist" / "htmx.min.js").read_bytes()
-
-
-def test_times_from_sqlite_are_shown_as_utc_instants_on_the_viewers_clock(app):
-    """SQLite returns naive datetimes; the in_zone filter reads them as UTC, never as the server's
-    own zone (which naive .astimezone() would)."""
-    from datetime import datetime, timezone
-
-    in_zone = app.jinja_env.filters["in_zone"]
-    naive = datetime(2026, 1, 15, 12, 0)
-    assert in_zone(naive, "Europe/Paris").hour == 13
-    assert in_zone(naive.replace(tzinfo=timezone.utc), "America/New_York").hour == 7

@@ -1,5 +1,6 @@
 """`make run` on a fresh machine: no DATABASE_URL, no REDIS_URL. The dev server must migrate a
-new SQLite file, start an embedded Redis, seed, and serve the 5 demo trainers with gunicorn."""
+database in a new embedded PostgreSQL, start an embedded Redis, seed, and serve the 5 demo trainers
+with gunicorn; stopping the site stops both servers and keeps the data."""
 import os
 import re
 import signal
@@ -40,9 +41,9 @@ def test_dev_server_on_embedded_defaults(tmp_path):
                 time.sleep(0.3)
         assert home.status_code == 200
         assert home.text.count('class="card trainer-card"') == 5
-        assert (tmp_path / "fittribe.db").exists()
+        assert (tmp_path / "postgres" / "postmaster.pid").exists()
 
-        # Logging in exercises the SQLite database and the embedded Redis (rate-limit storage).
+        # Logging in exercises the embedded PostgreSQL and Redis (rate-limit storage).
         session = requests.Session()
         page = session.get(base + "/login").text
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
@@ -63,3 +64,6 @@ def test_dev_server_on_embedded_defaults(tmp_path):
     assert "Embedded Redis at unix://" in output
     socket_path = re.search(r"Embedded Redis at unix://(\S+)", output).group(1)
     assert not Path(socket_path).exists()  # the embedded redis-server stopped with the site
+    assert "Embedded PostgreSQL at postgresql+psycopg://" in output
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()  # so did PostgreSQL
+    assert (tmp_path / "postgres" / "PG_VERSION").exists()  # and its data stays for the next run

@@ -1,4 +1,4 @@
-"""Every migration upgrades and downgrades cleanly, on PostgreSQL and on SQLite (`make run`)."""
+"""Every migration upgrades and downgrades cleanly, and the models match the migrations."""
 import os
 import secrets
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.conftest import SERVER_URL, _psycopg_url, _with_database
+from fittribe.embedded import with_database
 from tests.helpers import ROOT
 
 
@@ -26,17 +26,12 @@ def round_trip(database_url: str, instance: Path) -> None:
     assert "No new upgrade operations detected" in flask_db(database_url, instance, "check")  # models == migrations
 
 
-def test_sqlite_round_trip(tmp_path):
-    round_trip(f"sqlite:///{tmp_path / 'round.db'}", tmp_path)
-
-
-def test_postgresql_round_trip(tmp_path):
+def test_postgresql_round_trip(postgres_server, tmp_path):
     name = f"fittribe_migrations_{secrets.token_hex(4)}"
-    admin_url = _psycopg_url(SERVER_URL)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        round_trip(_with_database(SERVER_URL, name).replace("postgresql://", "postgresql+psycopg://", 1), tmp_path)
+        round_trip(with_database(postgres_server, name).replace("postgresql://", "postgresql+psycopg://", 1), tmp_path)
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

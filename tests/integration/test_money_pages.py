@@ -6,7 +6,6 @@ from sqlalchemy import select
 
 from fittribe.extensions import db
 from fittribe.models import Booking, BookingStatus, Payment, TrainerProfile, User
-from fittribe.services import booking as booking_service
 from fittribe.services import booking_changes, earnings
 from tests.helpers import demo_paid_session, text_of
 
@@ -34,7 +33,7 @@ def test_trainer_earnings_split_pending_earned_and_fee(app, visitor, demo):
         seeded.status = BookingStatus.COMPLETED  # as if the seeded session had taken place
         db.session.commit()
         completed_amount = db.session.scalar(select(Payment.amount_cents).where(Payment.booking_id == seeded.id))
-        figures = earnings.trainer_earnings(trainer, booking_service.aware(seeded.starts_at) + timedelta(hours=2))
+        figures = earnings.trainer_earnings(trainer, seeded.starts_at + timedelta(hours=2))
         assert figures.earned_cents == completed_amount and figures.pending_cents == 6500
         assert figures.net(10000) == 8500  # 15% platform fee
         assert sum(week.gross_cents for week in figures.weeks) == completed_amount

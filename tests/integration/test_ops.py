@@ -74,7 +74,8 @@ def make_app(app, database_url):
     made = []
 
     def make(**overrides):
-        settings = {"SQLALCHEMY_DATABASE_URI": database_url, "RATELIMIT_STORAGE_URI": "memory://",
+        settings = {"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": app.config["REDIS_URL"],
+                    "RATELIMIT_STORAGE_URI": "memory://",
                     "SSE_CHANNEL_PREFIX": app.config["SSE_CHANNEL_PREFIX"], **overrides}
         made.append(create_app("testing", **settings))
         return made[-1]

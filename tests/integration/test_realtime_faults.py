@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -82,6 +83,31 @@ def test_hub_survives_a_redis_restart(tmp_path):
         hub.shutdown()
         server.terminate()
         server.wait(5)
+
+
+def test_streams_of_a_fresh_process_wait_for_the_hubs_subscription(redis_url):
+    """After a restart hundreds of pages reconnect at once. Each one reads its replay right after
+    subscribing: had the hub not yet subscribed to Redis, an event published in between would
+    reach neither the replay nor the page (only the first stream used to wait)."""
+    hub = RealtimeHub("fresh_hub", __name__)
+    hub.configure(redis_url, f"fresh-{os.getpid()}:")
+    start = threading.Barrier(8)
+    subscribed_before_listening = []
+
+    def connect() -> None:
+        start.wait()
+        hub.subscribe(["public"])
+        subscribed_before_listening.append(not hub.connected.is_set())
+
+    pages = [threading.Thread(target=connect) for _ in range(8)]
+    try:
+        for page in pages:
+            page.start()
+        for page in pages:
+            page.join(10)
+        assert subscribed_before_listening == [False] * 8
+    finally:
+        hub.shutdown()
 
 
 def start_gunicorn(database_url: str, redis_url: str, tmp_path, **settings: str) -> tuple[subprocess.Popen, int]:

@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 
 from fittribe.extensions import db
 from fittribe.models import Booking, Notification, User
-from fittribe.services import booking as booking_service
 from fittribe.services import booking_changes, reminders
 from fittribe.services.notify import notify
 from tests.helpers import demo_paid_session
@@ -75,7 +74,7 @@ def _reminders_sent(app) -> list[str]:
 
 def test_reminders_a_day_and_15_minutes_ahead_once_each(app, confirmed):
     with app.app_context():
-        start = booking_service.aware(db.session.get(Booking, confirmed).starts_at)
+        start = (db.session.get(Booking, confirmed).starts_at)
         assert reminders.send_reminders(now=start - timedelta(hours=25)) == 0
         assert reminders.send_reminders(now=start - timedelta(hours=23)) == 1
         assert reminders.send_reminders(now=start - timedelta(hours=22)) == 0
@@ -89,7 +88,7 @@ def test_reminders_a_day_and_15_minutes_ahead_once_each(app, confirmed):
 def test_a_moved_session_is_reminded_again_for_its_new_time(app, confirmed):
     with app.app_context():
         booking = db.session.get(Booking, confirmed)
-        start = booking_service.aware(booking.starts_at)
+        start = booking.starts_at
         reminders.send_reminders(now=start - timedelta(hours=23))
         trainer = db.session.get(User, booking.trainer.user_id)
         new_start = next(s.starts_at for s in booking_changes.reschedule_options(booking, days=20)
@@ -101,7 +100,7 @@ def test_a_moved_session_is_reminded_again_for_its_new_time(app, confirmed):
 def test_cancelled_sessions_are_not_reminded(app, confirmed):
     with app.app_context():
         booking = db.session.get(Booking, confirmed)
-        start = booking_service.aware(booking.starts_at)
+        start = booking.starts_at
         booking_changes.cancel(booking, db.session.get(User, booking.member_id), "Ill")
         assert reminders.send_reminders(now=start - timedelta(minutes=10)) == 0
         assert db.session.scalar(select(func.count(Notification.id)).where(Notification.kind == "reminder")) == 0

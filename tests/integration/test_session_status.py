@@ -8,7 +8,6 @@ from sqlalchemy import select
 from fittribe import clock
 from fittribe.extensions import db
 from fittribe.models import Booking, BookingStatus, Event
-from fittribe.services import booking as booking_service
 from fittribe.services import session_status
 from tests.helpers import text_of
 
@@ -18,7 +17,7 @@ def seeded(app, demo):
     """The demo member's confirmed, paid session with Maya: (id, start)."""
     with app.app_context():
         booking = db.session.scalar(select(Booking).where(Booking.status == BookingStatus.CONFIRMED))
-        return booking.id, booking_service.aware(booking.starts_at)
+        return booking.id, booking.starts_at
 
 
 def _move_clock_to(app, moment) -> None:

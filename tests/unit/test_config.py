@@ -1,8 +1,8 @@
-from config import INSTANCE_DIR, config_for, database_url, limits_storage_uri
+from config import config_for, database_url, limits_storage_uri
 
 
-def test_database_url_defaults_to_sqlite_in_instance():
-    assert database_url(None) == f"sqlite:///{INSTANCE_DIR / 'fittribe.db'}"
+def test_database_url_defaults_to_a_local_postgresql():
+    assert database_url(None) == "postgresql+psycopg://postgres@127.0.0.1:5432/fittribe"
     assert database_url("") == database_url(None)
 
 

@@ -125,6 +125,25 @@ def test_what_the_replay_sent_and_what_was_published_twice_is_not_sent_again(hub
     assert read_exactly(page, len(expected)) == expected
 
 
+def test_live_events_that_come_while_the_replay_is_read_are_not_sent_twice(hub, pair):
+    """A reconnecting page subscribes, then reads its replay from the database; an event
+    published in between is both in the replay and live (it was sent twice before)."""
+    server, page = pair
+    subscription = SocketSubscription(hub, ("public",))
+    subscription.deliver(7, event(7), chunk(event(7)))  # live, while the replay is being read
+    subscription.deliver(8, event(8), chunk(event(8)))  # committed after the replay's query
+    subscription.start(7)  # the replay (6, 7) goes out with the first bytes
+    subscription.take_socket(server)
+    subscription.deliver(7, event(7), chunk(event(7)))  # a late copy is dropped too
+    subscription.deliver(9, event(9), chunk(event(9)))
+    expected = chunk(event(8)) + chunk(event(9))
+    assert read_exactly(page, len(expected)) == expected
+    gevent.sleep(0.05)
+    page.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        page.recv(1)
+
+
 def test_a_slow_page_gets_everything_in_order_once_it_reads(hub, pair):
     server, page = pair
     subscription = handed_over(hub, server, [], small_buffer=True)
