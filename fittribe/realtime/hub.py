@@ -155,7 +155,10 @@ class SocketSubscription:
         sock.setblocking(False)
         # A path that dies without a reset: unacknowledged bytes fail the socket after two
         # heartbeats, instead of the kernel's ~15 minutes of retransmissions.
-        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_USER_TIMEOUT, int(2000 * self.hub.heartbeat))
+        try:
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_USER_TIMEOUT, int(2000 * self.hub.heartbeat))
+        except OSError:
+            pass  # not TCP (gunicorn on a unix socket behind a proxy): the proxy watches the path
         self.socket = sock
         # A page sends nothing after its request: the socket turning readable means it closed
         # (or sent garbage). A bare loop watcher, not a greenlet: no stack kept per stream.
