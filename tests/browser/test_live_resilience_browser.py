@@ -162,7 +162,7 @@ def test_a_visitor_in_tokyo_and_a_member_see_a_taken_time_vanish_on_their_own_cl
     # The member books another time from the pushed calendar (no CSRF token was pushed).
     member.locator("#availability .slot-button").first.click()
     expect(member).to_have_url(re.compile(r"/bookings/\d+"))
-    expect(member.get_by_text("Held for you", exact=True)).to_be_visible()
+    expect(member.get_by_role("heading", name="Your time is held")).to_be_visible()
 
 
 def _same_instant(iso: str, moment) -> bool:

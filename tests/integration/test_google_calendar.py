@@ -196,9 +196,9 @@ def test_a_busy_event_blocks_its_time_and_the_buffer_after_it_live(app, demo, vi
         assert slot.ends_at not in after  # within the trainer's buffer after the busy time
         assert [(b.starts_at, b.ends_at) for b in db.session.scalars(select(CalendarBusy))] == [
             (slot.starts_at, slot.ends_at)]
-        # Open profiles re-fetch their calendar (the live layer's named event, same transaction).
-        assert db.session.scalar(select(func.count(Event.id)).where(
-            Event.channel == f"trainer:{trainer().id}", Event.type == "slots-changed")) >= 1
+        # Open profiles get the new calendar pushed (the live layer's event, same transaction).
+        assert any(payload.get("fragment") == "availability" for payload in db.session.scalars(
+            select(Event.payload).where(Event.channel == f"trainer:{trainer().id}")))
         assert trainer().next_available_at != slot.starts_at
 
 

@@ -50,7 +50,7 @@ def test_the_site_degrades_instead_of_failing_while_redis_is_down(app, database_
         held = member.post(base_url + "/trainers/maya-chen/hold", timeout=10, allow_redirects=False,
                            data={"csrf_token": csrf_token_from(profile), **chosen})
         assert held.status_code == 303 and held.headers["Location"].startswith("/bookings/"), held.text[:300]
-        assert "Held for you" in member.get(base_url + held.headers["Location"], timeout=10).text
+        assert "Your time is held" in member.get(base_url + held.headers["Location"], timeout=10).text
         # The trainer's dashboard pages work; her switch says her live status is unknown.
         dashboard = trainer.get(base_url + "/dashboard/", timeout=10)
         assert dashboard.status_code == 200 and "Your live status can't be read right now" in dashboard.text
