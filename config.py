@@ -1,6 +1,7 @@
 """Settings per stage. Every value comes from the environment; .env.example documents each."""
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("INSTANCE_PATH", BASE_DIR / "instance"))
@@ -11,6 +12,17 @@ def _bool(name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(name: str) -> list[str] | None:
+    value = os.environ.get(name)
+    return None if value is None else [item.strip() for item in value.split(",") if item.strip()]
+
+
+def trusted_hosts(site_url: str, *local: str) -> list[str]:
+    """TRUSTED_HOSTS (comma-separated; ".example.com" takes subdomains too), or SITE_URL's host
+    plus `local` names. A request for any other Host is refused (400) before a view runs."""
+    return _list("TRUSTED_HOSTS") or [urlsplit(site_url).hostname or "localhost", *local]
 
 
 def database_url(raw: str | None) -> str:
@@ -73,8 +85,12 @@ class Config:
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
     MAIL_USE_TLS = _bool("MAIL_USE_TLS", True)
     MAIL_FROM = os.environ.get("MAIL_FROM", "FitTribe <no-reply@fittribe.example>")
-    # Links in e-mails sent outside a request (notifications, reminders) start with this.
+    # Every absolute link we mail, hand to a payment provider or put in a calendar starts with
+    # this (fittribe/services/links.py), never with the request's Host header, which anyone can forge.
     SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:5000")
+    # Flask refuses (400) a request whose Host is not listed; ports are ignored. Development and
+    # tests also answer localhost and 127.0.0.1 (make run, the test client, the live test server).
+    TRUSTED_HOSTS = trusted_hosts(SITE_URL, "localhost", "127.0.0.1")
     MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR", str(INSTANCE_DIR / "mail"))
 
     # Real time (see fittribe/realtime). Redis pub/sub channels are global to the server, so
@@ -158,6 +174,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", True)
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     FORCE_HTTPS = _bool("FORCE_HTTPS", True)
+    TRUSTED_HOSTS = trusted_hosts(Config.SITE_URL)
 
 
 CONFIGS = {

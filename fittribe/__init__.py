@@ -38,6 +38,9 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     app.config.setdefault("FLASK_STATIC_DIGEST_COMPRESSION", ["gzip", "brotli"])
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
+    from .web.params import register_converters
+
+    register_converters(app)  # before any route: every <int:…> and <slug> is bounded
     _init_extensions(app)
     from .ops import init_app as init_ops
 
@@ -79,12 +82,16 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_message_category = "info"
 
     from .models import User
+    from .services.accounts import user_for_session
+    from .web.params import parse_int
 
     @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        # A suspended account loses its open sessions too, not only future logins.
-        return user if user is not None and user.is_active else None
+    def load_user(session_id: str) -> User | None:
+        """User.get_id() as stored in the cookie: "<id>.<session version>". A revoked (logged out,
+        password reset, suspended) session or remember cookie is anonymous."""
+        user_id, _, version = session_id.partition(".")
+        user_id, version = parse_int(user_id), parse_int(version)
+        return None if user_id is None or version is None else user_for_session(user_id, version)
 
 
 def _share_redis_pool_with_limiter(app: Flask) -> None:

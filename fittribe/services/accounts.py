@@ -113,5 +113,23 @@ def user_for_reset_token(token: str) -> User | None:
 
 def reset_password(user: User, new_password: str) -> None:
     user.set_password(new_password)
+    revoke_sessions(user)  # whoever knew the old password may be logged in somewhere
+
+
+def user_for_session(user_id: int, version: int) -> User | None:
+    """The user a login cookie (session or remember) names, if it is still valid: made with the
+    user's current session version, and the account not suspended."""
+    user = db.session.get(User, user_id)
+    if user is None or user.session_version != version or not user.is_active:
+        return None
+    return user
+
+
+def revoke_sessions(user: User) -> None:
+    """End every session and remember cookie of `user`, on every device (logout, password reset,
+    suspension, "log out everywhere"): the version their cookies carry stops matching. Commits the
+    caller's transaction with it. A per-user version rather than server-side sessions: the check
+    rides on the user row every request loads anyway, and needs no store besides PostgreSQL."""
+    user.session_version = User.session_version + 1  # in SQL: two revocations at once both count
     db.session.commit()
 

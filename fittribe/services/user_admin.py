@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select
 from ..extensions import db
 from ..models import Role, User
 from . import audit
+from .accounts import revoke_sessions
 from .notify import notify
 
 PAGE_SIZE = 25
@@ -40,7 +41,7 @@ def suspend(user: User, actor: User, reason: str) -> None:
         raise AdminActionError(f"{user.name} is already suspended.")
     user.is_suspended = True
     audit.record(actor, "suspend", "user", user.id, reason)
-    db.session.commit()
+    revoke_sessions(user)
 
 
 def reactivate(user: User, actor: User) -> None:

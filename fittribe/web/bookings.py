@@ -8,10 +8,11 @@ from ..extensions import db, limiter
 from ..models import Booking, BookingStatus, Role
 from ..services import booking as booking_service
 from ..services import booking_changes, session_status
-from ..services import payments
+from ..services import meetings, payments
 from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
 from .htmx import render, see_other
+from .params import aware_datetime, parse_int
 from .reviews import booking_review_context
 
 bp = Blueprint("bookings", __name__)
@@ -26,15 +27,12 @@ def hold(slug: str):
         abort(404)
     if not current_user.has_role(Role.MEMBER):
         abort(403, "Only member accounts can book sessions.")
-    try:
-        starts_at = datetime.fromisoformat(request.form.get("starts_at", ""))
-        length = int(request.form.get("length", ""))
-    except ValueError:
-        abort(400, "Pick a time from the calendar.")
-    if starts_at.tzinfo is None:
+    starts_at = aware_datetime(request.form.get("starts_at"))
+    length = parse_int(request.form.get("length"), 1, 24 * 60)
+    if starts_at is None or length is None:
         abort(400, "Pick a time from the calendar.")
     try:
-        held = booking_service.hold(current_user, trainer, starts_at.astimezone(timezone.utc), length)
+        held = booking_service.hold(current_user, trainer, starts_at, length)
     except booking_service.SlotTaken as error:
         flash(str(error), "error")
         return see_other(url_for("trainers.profile", slug=slug) + "#availability")
@@ -60,7 +58,8 @@ def show(booking_id: int):
     found = _own_booking(booking_id)
     now = datetime.now(timezone.utc)
     return render("pages/booking.html", "pages/booking.html", booking=found,
-                  google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
+                  meeting_link_shown=meetings.link_visible_to(found, current_user),
+                  google_link=google_calendar_link(found, current_user) if found.status is BookingStatus.CONFIRMED else None,
                   held=found.status is BookingStatus.HELD and booking_service.aware(found.hold_expires_at) > now,
                   changeable=booking_changes.cancel_terms(found, current_user, now).allowed,
                   no_show_reportable=booking_changes.no_show_terms(found, current_user, now).allowed,
@@ -73,7 +72,10 @@ def release(booking_id: int):
     found = _own_booking(booking_id)
     if found.member_id != current_user.id:
         abort(404)
-    booking_service.release(found)
+    try:
+        booking_service.release(found)
+    except booking_service.BookingError as error:
+        abort(409, str(error))
     payments.close_checkouts([found.id])
     flash("The time is released.", "info")
     return see_other(url_for("trainers.profile", slug=found.trainer.slug))
@@ -125,16 +127,12 @@ def reschedule(booking_id: int):
     found = _own_booking(booking_id)
     error = None
     if request.method == "POST":
-        try:
-            new_start = datetime.fromisoformat(request.form.get("starts_at", ""))
-            if new_start.tzinfo is None:
-                raise ValueError
-        except ValueError:
+        new_start = aware_datetime(request.form.get("starts_at"))
+        if new_start is None:
             error = "Pick one of the free times below."
         else:
             try:
-                booking_changes.reschedule(found, current_user, new_start.astimezone(timezone.utc),
-                                           request.form.get("reason", ""))
+                booking_changes.reschedule(found, current_user, new_start, request.form.get("reason", ""))
             except booking_service.BookingError as problem:
                 error = str(problem)
             else:
@@ -152,7 +150,7 @@ def reschedule(booking_id: int):
 def join(booking_id: int):
     """Open the video meeting (from 10 minutes before the start); a trainer's join is recorded."""
     found = _own_booking(booking_id)
-    if current_user.id not in (found.member_id, found.trainer.user_id):
+    if not meetings.link_visible_to(found, current_user):
         abort(403, "Only the member and the trainer of a session can join it.")
     if not session_status.status_of(found, clock.now()).can_join:
         abort(409, "The video link opens 10 minutes before the session starts.")
@@ -166,5 +164,5 @@ def ics(booking_id: int):
     found = _own_booking(booking_id)
     if found.status is not BookingStatus.CONFIRMED:
         abort(404)
-    return Response(booking_ics(found, request.host.split(":")[0]), mimetype="text/calendar",
+    return Response(booking_ics(found, current_user), mimetype="text/calendar",
                     headers={"Content-Disposition": f"attachment; filename=fittribe-session-{found.id}.ics"})

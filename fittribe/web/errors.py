@@ -1,7 +1,8 @@
 """Readable error pages, and the same message as a fragment for htmx requests."""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
+from flask.globals import request_ctx
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -25,6 +26,10 @@ MESSAGES = {
 
 def render_error(status: int, detail: str | None = None):
     title, hint = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
+    if request_ctx.url_adapter is None:
+        # A Host header the app refuses (untrusted or malformed) leaves no URL adapter, so the
+        # page could not build a single link: plain text says the same.
+        return Response(f"{title}. {detail or hint}\n", status=status, mimetype="text/plain")
     return render("errors/error.html", "partials/error.html", status=status,
                   status_code=status, title=title, hint=hint, detail=detail)
 
