@@ -25,7 +25,7 @@ from ..models import Booking, BookingStatus, Payment, Role, User
 from . import analytics, meetings, payments
 from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed, aware,
-                      is_free, slots_for)
+                      is_free, lock_trainers, slots_for)
 from .notify import notify, notify_admins
 
 REASON_MAX = 500
@@ -78,6 +78,7 @@ def _end(booking: Booking, user: User, reason: str, now: datetime, terms_for, st
     """End the session as `status` if the terms allow it now, refunding what they say; the
     person and their reason are recorded in cancelled_by_id / cancel_reason. Not committed."""
     reason = _clean_reason(reason)
+    lock_trainers([booking.trainer_id])  # the lock order: trainer, then booking
     db.session.refresh(booking, with_for_update=True)  # a double submit waits, then finds it ended
     terms = terms_for(booking, user, now)
     if not terms.allowed:
@@ -122,6 +123,9 @@ def reschedule_options(booking: Booking, now: datetime | None = None, days: int 
 def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, now: datetime | None = None) -> None:
     now = now or datetime.now(timezone.utc)
     reason = _clean_reason(reason)
+    # The trainer's other holds and moves wait from here: the new time's buffers are checked
+    # against every one of them committed.
+    lock_trainers([booking.trainer_id])
     db.session.refresh(booking, with_for_update=True)
     if not can_reschedule(booking, user, now):
         db.session.rollback()

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, ProcessedWebhook
 from . import analytics, meetings
 from .availability import Slot
-from .booking import announce_sessions_changed, announce_slots_changed, aware, is_free
+from .booking import announce_sessions_changed, announce_slots_changed, aware, is_free, lock_trainers
 from .notify import notify, notify_admins
 
 TOLERANCE_SECONDS = 300
@@ -165,6 +165,8 @@ def handle_event(provider: Provider, body: bytes, signature: str | None) -> dict
         db.session.commit()
         return {"outcome": "ignored" if event.kind == "ignored" else "unknown booking", "event": event}
     # One event per booking at a time: a replay racing its original waits here, then sees the result.
+    # A late payment may take the time again: the trainer is locked first, as for a hold.
+    lock_trainers([booking.trainer_id])
     db.session.refresh(booking, with_for_update=True)
     outcome = _apply(provider, event, booking)
     db.session.commit()

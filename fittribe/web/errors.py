@@ -5,9 +5,11 @@ from flask import Flask, Response
 from flask.globals import request_ctx
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from ..extensions import db
+from ..services.booking import lost_race
 from .htmx import render
 
 MESSAGES = {
@@ -55,5 +57,9 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, HTTPException):
             return http_error(error)
         db.session.rollback()  # nothing half-written survives a crash
+        if isinstance(error, DBAPIError) and lost_race(error):
+            # A deadlock or serialization failure: another request changed the same rows first.
+            app.logger.warning("Lost a database race: %s", type(error.orig).__name__)
+            return render_error(409, "Someone else changed this at the same moment. Reload the page and try again.")
         app.logger.exception("Unhandled error", exc_info=error)
         return render_error(InternalServerError.code)

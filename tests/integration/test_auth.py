@@ -193,7 +193,7 @@ def test_password_reset_flow(app, visitor, demo):
     assert response.status_code == 303
     mail = _last_mail(app)
     assert mail["To"] == "member@fittribe.example"
-    link = re.search(r"http://localhost(/password/reset/\S+)", mail.get_content()).group(1)
+    link = re.search(re.escape(app.config["SITE_URL"]) + r"(/password/reset/\S+)", mail.get_content()).group(1)
 
     new_password = "a brand new password"
     response = visitor.post_form(link, {"password": new_password, "confirm": new_password})
