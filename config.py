@@ -60,6 +60,10 @@ class Config:
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute;50 per hour")
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "5 per minute;30 per hour")
     RATELIMIT_PASSWORD_RESET = os.environ.get("RATELIMIT_PASSWORD_RESET", "5 per minute;20 per hour")
+    # Holds, payments, cancellations and moves: per member, and per address as a coarse flood guard
+    # (many members may share one address behind a NAT).
+    RATELIMIT_BOOKING = os.environ.get("RATELIMIT_BOOKING", "20 per minute")
+    RATELIMIT_BOOKING_PER_ADDRESS = os.environ.get("RATELIMIT_BOOKING_PER_ADDRESS", "300 per minute")
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -75,6 +79,9 @@ class Config:
     # anyone could send them.
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", 0))
 
+    # Bodies above this are refused (413) before they are read or parsed: forms and webhooks are
+    # a few kilobytes.
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", 1024 * 1024))
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     PASSWORD_RESET_MAX_AGE = int(os.environ.get("PASSWORD_RESET_MAX_AGE", 3600))
 
@@ -153,6 +160,9 @@ class Config:
     METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
     # Admins are alerted once in a minute that reaches this many 5xx answers; 0 turns alerts off.
     ERROR_SPIKE_THRESHOLD = int(os.environ.get("ERROR_SPIKE_THRESHOLD", 10))
+    # At most one admin alert of a kind (forged webhooks, failed payments, …) per this many seconds;
+    # the next one says how many were held back. 0 sends every one.
+    ADMIN_ALERT_WINDOW = int(os.environ.get("ADMIN_ALERT_WINDOW", 600))
 
 
 class DevelopmentConfig(Config):

@@ -139,6 +139,9 @@ def _register_hooks(app: Flask) -> None:
             return response  # nothing to vary or time: it lasts as long as the page
         # Every HTML route may answer with a page or a fragment depending on these headers.
         response.vary.update(("HX-Request", "HX-Request-Type"))
+        if g.get("_login_user") is not None and g._login_user.is_authenticated and "Cache-Control" not in response.headers:
+            # A page made for one logged-in person: no browser history cache or proxy keeps a copy.
+            response.headers["Cache-Control"] = "private, no-store"
         if app.config["SERVER_TIMING"] and "request_started" in g:
             elapsed_ms = (time.perf_counter() - g.request_started) * 1000
             response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
@@ -192,4 +195,9 @@ def _serve_static(app: Flask) -> None:
         prefix="static/",
         max_age=60,
         immutable_file_test=r"-[0-9a-f]{32}\.",
+        add_headers_function=_static_headers,
     )
+
+
+def _static_headers(headers, path: str, url: str) -> None:
+    headers["X-Content-Type-Options"] = "nosniff"  # as Talisman adds to the app's own responses

@@ -12,9 +12,10 @@ import time
 from functools import partial
 
 import redis
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request
 
 from ..extensions import db
+from .logs import QUIET_ENDPOINTS
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "fittribe:5xx:"
@@ -23,7 +24,9 @@ KEY_PREFIX = "fittribe:5xx:"
 def init_app(app: Flask) -> None:
     @app.after_request
     def count_server_errors(response: Response) -> Response:
-        if response.status_code >= 500 and app.config["ERROR_SPIKE_THRESHOLD"] > 0:
+        # /healthz answers 503 by design when a dependency is down: the probe reports it, not a spike.
+        if response.status_code >= 500 and app.config["ERROR_SPIKE_THRESHOLD"] > 0 \
+                and request.endpoint not in QUIET_ENDPOINTS:
             response.call_on_close(partial(record_server_error, app))
         return response
 

@@ -26,7 +26,7 @@ from . import analytics, meetings, payments
 from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed, aware,
                       is_free, lock_trainers, slots_for)
-from .notify import notify, notify_admins
+from .notify import alert_admins, notify
 
 REASON_MAX = 500
 
@@ -213,7 +213,7 @@ def report_no_show(booking: Booking, user: User, reason: str, now: datetime | No
                                      f"{_when(booking, member)} is recorded.{refund_note}", link)
         notify(trainer.id, "no_show", f"{member.name} reported that you did not join the session on "
                                       f"{_when(booking, trainer)}: {reason}.", link)
-        notify_admins("alert", f"Trainer no-show reported: {booking.trainer.display_name}, session "
+        alert_admins("trainer-no-show", f"Trainer no-show reported: {booking.trainer.display_name}, session "
                                  f"{booking.id} with {member.name}: {reason}", link)
     db.session.commit()
     return terms

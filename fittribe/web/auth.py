@@ -1,11 +1,9 @@
-from flask import Blueprint, current_app, flash, g, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import limiter
 from ..models import Role
 from ..services import accounts
-from ..services.links import site_url
-from ..services.mailer import send_mail
 from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 from .htmx import render, see_other
 from .params import safe_next
@@ -104,13 +102,8 @@ def log_out_everywhere():
 def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        user = accounts.find_user_by_email(form.email.data)
-        if user is not None and user.is_active:
-            link = site_url(url_for("auth.reset_password", token=accounts.make_reset_token(user)))
-            minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
-            send_mail(user.email, "Reset your FitTribe password",
-                      render_template("mail/password_reset.txt", user=user, link=link, minutes=minutes))
-        # The same answer whether or not the account exists.
+        accounts.request_password_reset(form.email.data)
+        # The same answer, in the same time, whether or not the account exists.
         flash("If an account uses that email, a reset link is on its way. It works for one hour.", "info")
         return see_other(url_for("auth.login"))
     return _form_response("pages/forgot_password.html", "partials/forgot_password_form.html", form)

@@ -4,13 +4,14 @@ from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from .. import clock
-from ..extensions import db, limiter
+from ..extensions import db
 from ..models import Booking, BookingStatus, Role
 from ..services import booking as booking_service
 from ..services import booking_changes, session_status
 from ..services import meetings, payments
 from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
+from .access import booking_limits
 from .htmx import render, see_other
 from .params import aware_datetime, parse_int
 from .reviews import booking_review_context
@@ -19,7 +20,7 @@ bp = Blueprint("bookings", __name__)
 
 
 @bp.post("/trainers/<slug>/hold")
-@limiter.limit(lambda: "20 per minute")
+@booking_limits
 @login_required
 def hold(slug: str):
     trainer = find_listed_trainer(slug)
@@ -82,7 +83,7 @@ def release(booking_id: int):
 
 
 @bp.route("/bookings/<int:booking_id>/cancel", methods=["GET", "POST"])
-@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@booking_limits
 @login_required
 def cancel(booking_id: int):
     """Shows what cancelling means (refund or not) before the person confirms with a reason."""
@@ -92,7 +93,7 @@ def cancel(booking_id: int):
 
 
 @bp.route("/bookings/<int:booking_id>/no-show", methods=["GET", "POST"])
-@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@booking_limits
 @login_required
 def no_show(booking_id: int):
     """Shows what reporting a no-show means (refund or not) before the person confirms with what happened."""
@@ -121,7 +122,7 @@ def _confirmed_change(found: Booking, terms, change, page: str, done: str) -> Re
 
 
 @bp.route("/bookings/<int:booking_id>/reschedule", methods=["GET", "POST"])
-@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@booking_limits
 @login_required
 def reschedule(booking_id: int):
     found = _own_booking(booking_id)
