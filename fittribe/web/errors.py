@@ -30,8 +30,8 @@ def render_error(status: int, detail: str | None = None):
     title, hint = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
     if request_ctx.url_adapter is None:
         # A Host header the app refuses (untrusted or malformed) leaves no URL adapter, so the
-        # page could not build a single link: plain text says the same.
-        return Response(f"{title}. {detail or hint}\n", status=status, mimetype="text/plain")
+        # page could not build a single link: plain text says the same (without echoing the Host).
+        return Response(f"{title}. {hint}\n", status=status, mimetype="text/plain")
     return render("errors/error.html", "partials/error.html", status=status,
                   status_code=status, title=title, hint=hint, detail=detail)
 
