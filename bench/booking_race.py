@@ -145,7 +145,7 @@ def starts_from(trainer_id: int, day_start: datetime, count: int) -> list[dateti
     from fittribe.services import booking
 
     trainer = db.session.get(TrainerProfile, trainer_id)
-    starts = [s.starts_at for s in booking.slots_for(trainer, LENGTH, now=day_start - timedelta(days=1), days=3)
+    starts = [s.starts_at for s in booking.slots_for(trainer, LENGTH, now=day_start - timedelta(days=1), days=4)
               if s.starts_at >= day_start][:count]
     if len(starts) < count:
         raise BenchError(f"trainer {trainer_id} offers only {len(starts)} slots from {day_start}")
@@ -371,14 +371,15 @@ def main(argv=None) -> int:
                 now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
                 day = (now + timedelta(days=2)).replace(hour=6, minute=0)  # well past the minimum notice
                 one_slot = starts_from(trainer_ids[0], day, 1)[0]
-                hourly = starts_from(trainer_ids[0], day, 2 * BASELINE_HOLDS)[::2]  # one hour apart: no clash
+                # 90 minutes apart: a 60-minute session and its 15-minute after-buffer never clash
+                apart = starts_from(trainer_ids[0], day, 3 * BASELINE_HOLDS)[::3]
                 spread_starts = {t: starts_from(t, day, SPREAD_STARTS) for t in trainer_ids[1:]}
                 # 07:00 + 3 h × k and one hour later: each pair back to back.
                 pairs = [day.replace(hour=7) + timedelta(hours=3 * k) for k in range(BACK_TO_BACK_PAIRS)]
                 back_to_back = [start + timedelta(hours=h) for start in pairs for h in (0, 1)]
             warm_up(app, trainer_ids, args.connections, now)
             log(f"seeded {len(trainer_ids)} trainers and {len(member_ids)} members")
-            alone = baseline(app, trainer_ids[0], member_ids, hourly, now)
+            alone = baseline(app, trainer_ids[0], member_ids, apart, now)
 
             rng = random.Random(args.seed)
             picks = [rng.choice(trainer_ids[1:]) for _ in member_ids]

@@ -139,7 +139,8 @@ def _register_hooks(app: Flask) -> None:
             return response  # nothing to vary or time: it lasts as long as the page
         # Every HTML route may answer with a page or a fragment depending on these headers.
         response.vary.update(("HX-Request", "HX-Request-Type"))
-        if g.get("_login_user") is not None and g._login_user.is_authenticated and "Cache-Control" not in response.headers:
+        user = g.get("_login_user")  # set once Flask-Login loaded the session's user
+        if user is not None and user.is_authenticated and "Cache-Control" not in response.headers:
             # A page made for one logged-in person: no browser history cache or proxy keeps a copy.
             response.headers["Cache-Control"] = "private, no-store"
         if app.config["SERVER_TIMING"] and "request_started" in g:

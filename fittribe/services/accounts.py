@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from flask import current_app
+from flask import current_app, render_template, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from slugify import slugify
 from sqlalchemy import select
@@ -13,6 +13,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..extensions import db
 from ..models import Role, TrainerProfile, User
 from . import analytics
+from .links import site_url
+from .mailer import send_mail
 
 RESET_SALT = "password-reset"
 
@@ -132,11 +134,6 @@ def send_reset_mail(email: str) -> bool:
     user = find_user_by_email(email)
     if user is None or not user.is_active:
         return False
-    from flask import render_template, url_for
-
-    from .links import site_url
-    from .mailer import send_mail
-
     with current_app.test_request_context():  # url_for outside a request; the link's host is SITE_URL's
         link = site_url(url_for("auth.reset_password", token=make_reset_token(user)))
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60

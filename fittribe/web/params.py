@@ -6,7 +6,7 @@ overflows, very long strings."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, request
@@ -70,14 +70,6 @@ def safe_next(raw: str | None, default: str, prefix: str = "/") -> str:
     if parts.scheme or parts.netloc or "//" in parts.path:
         return default
     return raw
-
-
-def since(moment: datetime, days: float) -> datetime:
-    """`moment` minus `days`, clamped at EARLIEST instead of overflowing."""
-    try:
-        return max(moment - timedelta(days=days), EARLIEST)
-    except OverflowError:
-        return EARLIEST
 
 
 class BoundedInt(IntegerConverter):
