@@ -13,11 +13,12 @@ import pytest
 from tests.helpers import HTMX, ROOT, Browser, demo_paid_session
 
 HOSTILE = [
-    "99999999999999999999", "2147483648", "9223372036854775808", "-1", "0", "²", "٣", "1.5", "1e999999",
-    "NaN", "sNaN", "Infinity", "a\x00b", "x\r\nSet-Cookie: evil=1", "9999-12-31T23:59:59+00:00",
-    "0001-01-01T00:00:00+01:00", "9999-12-31", "0001-01-01", "23:59:60", "x" * 5000, "🙂", "' OR 1=1 --",
-    "//evil.example/x", "javascript:alert(1)", "",
+    "99999999999999999999", "9223372036854775808", "-1", "²", "٣", "1e999999", "NaN", "sNaN", "a\x00b",
+    "x\r\nSet-Cookie: evil=1", "9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00+01:00", "9999-12-31", "23:59:60",
+    "x" * 5000, "🙂", "//evil.example/x", "",
 ]
+# Path segments get a few more (a path is matched by converters before any view runs).
+PATH_EXTRA = ["2147483648", "0", "1.5", "Infinity", "0001-01-01", "' OR 1=1 --", "javascript:alert(1)"]
 RAW_ESCAPES = ["%ff%fe", "%c0%80", "%00", "%e2%82"]  # sent as they are: invalid UTF-8 / NUL once decoded
 
 # Every query parameter and form field the app reads (test_every_read_parameter_is_fuzzed keeps
@@ -67,7 +68,7 @@ def fuzz_app(app):
 
 def _path_values(app, booking_id: int) -> dict[str, list[str]]:
     """Per converter: hostile values, plus one real value so the other parts of a request get in."""
-    hostile = [quote(value, safe="") for value in HOSTILE if value] + RAW_ESCAPES
+    hostile = [quote(value, safe="") for value in HOSTILE + PATH_EXTRA if value] + RAW_ESCAPES
     return {"int": [str(booking_id)] + hostile, "default": ["maya-chen"] + hostile, "path": ["css/app.css"] + hostile}
 
 
@@ -145,8 +146,9 @@ def test_no_hostile_value_makes_a_server_error(fuzz_app, demo, role):
                 kwargs = {"data": query, "content_type": "application/x-www-form-urlencoded"}
             _check(lambda: client.open(f"{url}?{query}", method=method, **kwargs),
                    f"{method} {rule} with every parameter = {value[:40]!r}", failures)
-    # 3. Every header we read hostile at once (Host separately: an untrusted one is refused).
-    for value in HOSTILE + RAW_ESCAPES:
+    # 3. Every header we read hostile at once (Host separately: an untrusted one is refused). Headers
+    # do not depend on the role: the anonymous visitor and a member cover them.
+    for value in HOSTILE + RAW_ESCAPES if role in ("anonymous", "member") else ():
         if "\r" in value or "\n" in value:
             continue  # a server refuses a header value with a line break before any app sees it
         headers = {name: _header_value(value) for name in HEADERS}
