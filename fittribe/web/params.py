@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, request
+from flask import Flask, request
 from werkzeug.routing import IntegerConverter, UnicodeConverter, ValidationError
 
 INT4_MAX = 2**31 - 1  # PostgreSQL `integer`: every id and page number we store or compare
@@ -31,15 +31,10 @@ def parse_int(raw: str | None, low: int = 0, high: int = INT4_MAX) -> int | None
 
 
 def int_arg(name: str, default: int, low: int = 1, high: int = INT4_MAX) -> int:
-    """An integer query parameter (a page number): missing or empty gives `default`; anything
-    else that is not a number within range is a 400 that names the parameter."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    value = parse_int(raw, low, high)
-    if value is None:
-        abort(400, f"“{name}” must be a whole number from {low} to {high}.")
-    return value
+    """An integer query parameter (a page number): `default` when it is missing or not a whole
+    number from `low` to `high` (a mistyped page link shows the first page, as it always did)."""
+    value = parse_int(request.args.get(name), low, high)
+    return default if value is None else value
 
 
 def aware_datetime(raw: str | None) -> datetime | None:
