@@ -1,6 +1,7 @@
 """Settings per stage. Every value comes from the environment; .env.example documents each."""
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("INSTANCE_PATH", BASE_DIR / "instance"))
@@ -11,6 +12,17 @@ def _bool(name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(name: str) -> list[str] | None:
+    value = os.environ.get(name)
+    return None if value is None else [item.strip() for item in value.split(",") if item.strip()]
+
+
+def trusted_hosts(site_url: str, *local: str) -> list[str]:
+    """TRUSTED_HOSTS (comma-separated; ".example.com" takes subdomains too), or SITE_URL's host
+    plus `local` names. A request for any other Host is refused (400) before a view runs."""
+    return _list("TRUSTED_HOSTS") or [urlsplit(site_url).hostname or "localhost", *local]
 
 
 def database_url(raw: str | None) -> str:
@@ -53,6 +65,10 @@ class Config:
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute;50 per hour")
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "5 per minute;30 per hour")
     RATELIMIT_PASSWORD_RESET = os.environ.get("RATELIMIT_PASSWORD_RESET", "5 per minute;20 per hour")
+    # Holds, payments, cancellations and moves: per member, and per address as a coarse flood guard
+    # (many members may share one address behind a NAT).
+    RATELIMIT_BOOKING = os.environ.get("RATELIMIT_BOOKING", "20 per minute")
+    RATELIMIT_BOOKING_PER_ADDRESS = os.environ.get("RATELIMIT_BOOKING_PER_ADDRESS", "300 per minute")
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -68,6 +84,9 @@ class Config:
     # anyone could send them.
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", 0))
 
+    # Bodies above this are refused (413) before they are read or parsed: forms and webhooks are
+    # a few kilobytes.
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", 1024 * 1024))
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     PASSWORD_RESET_MAX_AGE = int(os.environ.get("PASSWORD_RESET_MAX_AGE", 3600))
 
@@ -78,8 +97,12 @@ class Config:
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
     MAIL_USE_TLS = _bool("MAIL_USE_TLS", True)
     MAIL_FROM = os.environ.get("MAIL_FROM", "FitTribe <no-reply@fittribe.example>")
-    # Links in e-mails sent outside a request (notifications, reminders) start with this.
+    # Every absolute link we mail, hand to a payment provider or put in a calendar starts with
+    # this (fittribe/services/links.py), never with the request's Host header, which anyone can forge.
     SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:5000")
+    # Flask refuses (400) a request whose Host is not listed; ports are ignored. Development and
+    # tests also answer localhost and 127.0.0.1 (make run, the test client, the live test server).
+    TRUSTED_HOSTS = trusted_hosts(SITE_URL, "localhost", "127.0.0.1")
     MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR", str(INSTANCE_DIR / "mail"))
 
     # Real time (see fittribe/realtime). Redis pub/sub channels are global to the server, so
@@ -188,6 +211,9 @@ class Config:
     METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
     # Admins are alerted once in a minute that reaches this many 5xx answers; 0 turns alerts off.
     ERROR_SPIKE_THRESHOLD = int(os.environ.get("ERROR_SPIKE_THRESHOLD", 10))
+    # At most one admin alert of a kind (forged webhooks, failed payments, …) per this many seconds;
+    # the next one says how many were held back. 0 sends every one.
+    ADMIN_ALERT_WINDOW = int(os.environ.get("ADMIN_ALERT_WINDOW", 600))
 
 
 class DevelopmentConfig(Config):
@@ -209,6 +235,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", True)
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     FORCE_HTTPS = _bool("FORCE_HTTPS", True)
+    TRUSTED_HOSTS = trusted_hosts(Config.SITE_URL)
 
 
 CONFIGS = {

@@ -14,13 +14,19 @@ graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", 5))
 timeout = 30
 # Short keep-alive: after SIGTERM ends the streams, idle connections free the worker quickly.
 keepalive = 2
-# ACCESS_LOG="" turns the access log off (gunicorn would try to open a file named "").
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
+# The app logs every request already (JSON, secrets redacted): gunicorn's own access log is off
+# unless ACCESS_LOG names a file or "-" (stderr), and then it is redacted the same way.
+accesslog = os.environ.get("ACCESS_LOG") or None
+logger_class = "fittribe.ops.access_log.RedactingLogger"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's runtime control socket (~/.gunicorn/gunicorn.ctl) is shared by every server of the
 # user: several servers (tests, benchmarks, make run) would replace each other's. Not used here.
 control_socket_disable = True
+# No "Server: gunicorn" (the software and, by its headers' order, its version): a neutral name.
+import gunicorn.http.wsgi  # noqa: E402
+
+gunicorn.http.wsgi.SERVER = "FitTribe"
 # Set by on_starting when PROMETHEUS_MULTIPROC_DIR is not given, and removed on exit.
 _metrics_tmpdir: str | None = None
 
@@ -65,6 +71,14 @@ def worker_exit(server, worker):
     sse.wait_ended(2)
 
 
+def _redact_access_log_like_the_app():
+    from fittribe.ops import access_log
+    from fittribe.ops.logs import secret_prefixes
+    from wsgi import app  # already imported by this worker
+
+    access_log.secret_prefixes = secret_prefixes(app)
+
+
 def post_worker_init(worker):
     """On SIGTERM, end every open SSE stream at once so the worker stops in about a second
     (browsers reconnect to the next worker and replay what they missed), and keep long-lived
@@ -80,6 +94,7 @@ def post_worker_init(worker):
         sse.shutdown()
 
     worker.handle_exit = handle_exit
+    _redact_access_log_like_the_app()
     # Re-register: gunicorn installed the bound method before this hook ran.
     import signal
 

@@ -18,7 +18,11 @@ What it does, cleaned up afterwards (also on error, Ctrl-C and SIGTERM):
    5 trainers (60-minute sessions on a 30-minute grid, so neighbours overlap); afterwards SQL must
    find no two active bookings of a trainer that overlap, every refused time must really be taken,
    and the number of successes must match the rows;
-4. prints holds/s, latency percentiles and "correctness: OK/FAIL" per scenario, then one JSON
+4. scenario "back to back": the same number of attempts over 5 back-to-back pairs (07:00-08:00 and
+   08:00-09:00, …) of each of those trainers, whose 15-minute after-buffer makes each pair's second
+   start invalid once the first is held; SQL must find no two active bookings of a trainer closer
+   than its buffer (this check runs after every scenario);
+5. prints holds/s, latency percentiles and "correctness: OK/FAIL" per scenario, then one JSON
    line; the exit code is 1 when a scenario FAILs (2 when the benchmark itself could not run).
 
 Each attempt is a thread with its own app context, session and pooled connection, released
@@ -58,6 +62,8 @@ SPREAD_TRAINERS = 5
 SPREAD_STARTS = 16  # 06:00-13:30: 60-minute sessions every 30 minutes overlap their neighbours
 LENGTH = 60
 BASELINE_HOLDS = 20
+BUFFER_AFTER = 15  # minutes: the seeded trainers' after-buffer
+BACK_TO_BACK_PAIRS = 5
 
 
 @dataclass
@@ -119,7 +125,8 @@ def seed(attempts: int) -> tuple[list[int], list[int]]:
         user = User(email=f"race-trainer-{n}@bench.example", name=f"Race Trainer {n}", role=Role.TRAINER,
                     time_zone="UTC", password_hash="!")  # "!" matches no password: nobody logs in
         profile = TrainerProfile(user=user, slug=f"race-trainer-{n}", display_name=user.name, time_zone="UTC",
-                                 is_approved=True, session_lengths=[LENGTH], price_cents=5000, currency="USD")
+                                 is_approved=True, session_lengths=[LENGTH], price_cents=5000, currency="USD",
+                                 buffer_after_minutes=BUFFER_AFTER)
         db.session.add(profile)
         db.session.flush()
         db.session.add_all(WeeklyAvailability(trainer_id=profile.id, weekday=day, start_time=clock(6),
@@ -138,7 +145,7 @@ def starts_from(trainer_id: int, day_start: datetime, count: int) -> list[dateti
     from fittribe.services import booking
 
     trainer = db.session.get(TrainerProfile, trainer_id)
-    starts = [s.starts_at for s in booking.slots_for(trainer, LENGTH, now=day_start - timedelta(days=1), days=3)
+    starts = [s.starts_at for s in booking.slots_for(trainer, LENGTH, now=day_start - timedelta(days=1), days=4)
               if s.starts_at >= day_start][:count]
     if len(starts) < count:
         raise BenchError(f"trainer {trainer_id} offers only {len(starts)} slots from {day_start}")
@@ -247,6 +254,14 @@ SELECT count(*) FROM bookings a JOIN bookings b
  AND tstzrange(a.starts_at, a.ends_at) && tstzrange(b.starts_at, b.ends_at)
 WHERE a.status IN ('held', 'confirmed') AND b.status IN ('held', 'confirmed')
 """
+# Two active sessions of a trainer closer than its buffer (buffers may share time with each other,
+# so the gap must be at least the larger of the two buffers).
+BUFFER_VIOLATIONS_SQL = """
+SELECT count(*) FROM bookings a JOIN bookings b ON a.trainer_id = b.trainer_id AND a.id <> b.id
+  JOIN trainer_profiles t ON t.id = a.trainer_id
+ WHERE a.status IN ('held', 'confirmed') AND b.status IN ('held', 'confirmed') AND a.starts_at <= b.starts_at
+   AND b.starts_at < a.ends_at + make_interval(mins => greatest(t.buffer_after_minutes, t.buffer_before_minutes))
+"""
 
 
 def check(app, result: Round, now: datetime, expect_held: int | None = None) -> None:
@@ -267,6 +282,8 @@ def check(app, result: Round, now: datetime, expect_held: int | None = None) -> 
     with app.app_context():
         overlaps = db.session.scalar(text(OVERLAPS_SQL))
         checks["no overlap (SQL)"] = (overlaps == 0, f"{overlaps} overlapping pairs of active bookings")
+        violations = db.session.scalar(text(BUFFER_VIOLATIONS_SQL))
+        checks["no buffer violation (SQL)"] = (violations == 0, f"{violations} pairs of active bookings inside a buffer")
         rows = db.session.scalar(select(func.count(Booking.id)).where(Booking.status.in_(ACTIVE_STATUSES)))
         checks["rows = successes"] = (rows == held, f"{rows} active rows, {held} successful holds")
         # A refusal is right only if the time is really gone: bookings only accumulate during the
@@ -354,11 +371,15 @@ def main(argv=None) -> int:
                 now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
                 day = (now + timedelta(days=2)).replace(hour=6, minute=0)  # well past the minimum notice
                 one_slot = starts_from(trainer_ids[0], day, 1)[0]
-                hourly = starts_from(trainer_ids[0], day, 2 * BASELINE_HOLDS)[::2]  # one hour apart: no clash
+                # 90 minutes apart: a 60-minute session and its 15-minute after-buffer never clash
+                apart = starts_from(trainer_ids[0], day, 3 * BASELINE_HOLDS)[::3]
                 spread_starts = {t: starts_from(t, day, SPREAD_STARTS) for t in trainer_ids[1:]}
+                # 07:00 + 3 h × k and one hour later: each pair back to back.
+                pairs = [day.replace(hour=7) + timedelta(hours=3 * k) for k in range(BACK_TO_BACK_PAIRS)]
+                back_to_back = [start + timedelta(hours=h) for start in pairs for h in (0, 1)]
             warm_up(app, trainer_ids, args.connections, now)
             log(f"seeded {len(trainer_ids)} trainers and {len(member_ids)} members")
-            alone = baseline(app, trainer_ids[0], member_ids, hourly, now)
+            alone = baseline(app, trainer_ids[0], member_ids, apart, now)
 
             rng = random.Random(args.seed)
             picks = [rng.choice(trainer_ids[1:]) for _ in member_ids]
@@ -366,6 +387,7 @@ def main(argv=None) -> int:
             scenarios = {
                 "same_slot": ([(m, trainer_ids[0], one_slot) for m in member_ids], 1),
                 "spread": (spread_plan, None),
+                "back_to_back": ([(m, t, rng.choice(back_to_back)) for m, t in zip(member_ids, picks)], None),
             }
             rounds: dict[str, list[Round]] = {}
             for name, (plan, expect_held) in scenarios.items():
@@ -399,7 +421,10 @@ def main(argv=None) -> int:
     result["spread"] = report(f"Scenario 2: {args.attempts} holds over {distinct} start times of "
                               f"{SPREAD_TRAINERS} trainers ({args.rounds} rounds; 60-minute sessions every "
                               f"30 minutes, so neighbours overlap)", rounds["spread"])
-    result["pass"] = result["same_slot"]["correct"] and result["spread"]["correct"]
+    result["back_to_back"] = report(f"Scenario 3: {args.attempts} holds over {BACK_TO_BACK_PAIRS} back-to-back pairs "
+                                    f"of each of {SPREAD_TRAINERS} trainers ({args.rounds} rounds; a {BUFFER_AFTER}-minute "
+                                    "after-buffer: at most one of each pair may be held)", rounds["back_to_back"])
+    result["pass"] = all(result[name]["correct"] for name in scenarios)
     print()
     print(json.dumps(rounded(result), separators=(",", ":"), default=str))
     return 0 if result["pass"] else 1

@@ -47,6 +47,9 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     app.config.setdefault("FLASK_STATIC_DIGEST_COMPRESSION", ["gzip", "brotli"])
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
+    from .web.params import register_converters
+
+    register_converters(app)  # before any route: every <int:…> and <slug> is bounded
     _init_extensions(app)
     from .ops import init_app as init_ops
 
@@ -98,12 +101,16 @@ def _init_extensions(app: Flask) -> None:
     login_manager.anonymous_user = Visitor
 
     from .models import User
+    from .services.accounts import user_for_session
+    from .web.params import parse_int
 
     @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        # A suspended account loses its open sessions too, not only future logins.
-        return user if user is not None and user.is_active else None
+    def load_user(session_id: str) -> User | None:
+        """User.get_id() as stored in the cookie: "<id>.<session version>". A revoked (logged out,
+        password reset, suspended) session or remember cookie is anonymous."""
+        user_id, _, version = session_id.partition(".")
+        user_id, version = parse_int(user_id), parse_int(version)
+        return None if user_id is None or version is None else user_for_session(user_id, version)
 
 
 def _share_redis_pool_with_limiter(app: Flask) -> None:
@@ -166,6 +173,10 @@ def _register_hooks(app: Flask) -> None:
             return response  # nothing to vary or time: it lasts as long as the page
         # Every HTML route may answer with a page or a fragment depending on these headers.
         response.vary.update(("HX-Request", "HX-Request-Type"))
+        user = g.get("_login_user")  # set once Flask-Login loaded the session's user
+        if user is not None and user.is_authenticated and "Cache-Control" not in response.headers:
+            # A page made for one logged-in person: no browser history cache or proxy keeps a copy.
+            response.headers["Cache-Control"] = "private, no-store"
         if app.config["SERVER_TIMING"] and "request_started" in g:
             elapsed_ms = (time.perf_counter() - g.request_started) * 1000
             response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
@@ -218,4 +229,9 @@ def _serve_static(app: Flask) -> None:
         prefix="static/",
         max_age=60,
         immutable_file_test=r"-[0-9a-f]{32}\.",
+        add_headers_function=_static_headers,
     )
+
+
+def _static_headers(headers, path: str, url: str) -> None:
+    headers["X-Content-Type-Options"] = "nosniff"  # as Talisman adds to the app's own responses

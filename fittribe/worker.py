@@ -123,6 +123,13 @@ def mail_notifications() -> None:
     reminders.mail_notifications()
 
 
+@periodic(1)
+def mail_password_resets() -> None:
+    from .services import accounts
+
+    accounts.send_queued_reset_mails()
+
+
 @periodic(30)
 def send_reminders() -> None:
     from .services import reminders

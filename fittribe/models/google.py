@@ -89,6 +89,5 @@ class GoogleEventSync(db.Model):
     booking = relationship("Booking")
 
     __table_args__ = (UniqueConstraint("booking_id", "user_id"),
-                      Index("ix_google_event_syncs_pending", "id", postgresql_where=text("pending"),
-                            sqlite_where=text("pending")),
+                      Index("ix_google_event_syncs_pending", "id", postgresql_where=text("pending")),
                       Index("ix_google_event_syncs_user_id", "user_id"))

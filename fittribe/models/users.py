@@ -42,6 +42,8 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
     # Secret of the private calendar feed URL; None = no feed (revoked or never made).
     calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Part of every login cookie (get_id); bumping it (services/accounts.revoke_sessions) ends them all.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     trainer_profile: Mapped[TrainerProfile | None] = relationship(back_populates="user", uselist=False)
 
@@ -51,6 +53,10 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+    def get_id(self) -> str:
+        """What Flask-Login stores in the session and the remember cookie: id and session version."""
+        return f"{self.id}.{self.session_version}"
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses to log in inactive users

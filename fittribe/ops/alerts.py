@@ -14,18 +14,17 @@ from functools import partial
 from flask import Flask, Response, current_app, request
 
 from ..extensions import db
+from .logs import QUIET_ENDPOINTS
 
 log = logging.getLogger(__name__)
-# Answers that say "unavailable" on purpose: the load balancer's probe reports a Redis or database
-# outage with 503. Counting them would alert on the probe, not on pages people see failing.
-NOT_COUNTED = frozenset({"ops.healthz"})
 
 
 def init_app(app: Flask) -> None:
     @app.after_request
     def count_server_errors(response: Response) -> Response:
-        if (response.status_code >= 500 and app.config["ERROR_SPIKE_THRESHOLD"] > 0
-                and request.endpoint not in NOT_COUNTED):
+        # /healthz answers 503 by design when a dependency is down: the probe reports it, not a spike.
+        if response.status_code >= 500 and app.config["ERROR_SPIKE_THRESHOLD"] > 0 \
+                and request.endpoint not in QUIET_ENDPOINTS:
             response.call_on_close(partial(record_server_error, app))
         return response
 

@@ -140,17 +140,16 @@ def _loggable_path() -> str:
     """The path with the secret part cut off on routes whose URL is a credential (any rule with a
     `<...token>` argument: the calendar feed, password reset), matched or mistyped alike."""
     path = request.path
-    for prefix in _secret_prefixes():
+    for prefix in secret_prefixes(current_app):
         if path.startswith(prefix):
             return prefix + REDACTED
     return path
 
 
-def _secret_prefixes() -> tuple[str, ...]:
-    cached = current_app.extensions.get("fittribe_secret_prefixes")
+def secret_prefixes(app: Flask) -> tuple[str, ...]:
+    cached = app.extensions.get("fittribe_secret_prefixes")
     if cached is None:
         pattern = re.compile(r"^([^<]*)<(?:[^:>]+:)?\w*token\w*>")
-        cached = tuple(sorted({m.group(1) for rule in current_app.url_map.iter_rules()
-                               if (m := pattern.match(rule.rule))}))
-        current_app.extensions["fittribe_secret_prefixes"] = cached
+        cached = tuple(sorted({m.group(1) for rule in app.url_map.iter_rules() if (m := pattern.match(rule.rule))}))
+        app.extensions["fittribe_secret_prefixes"] = cached
     return cached

@@ -20,6 +20,7 @@ from ..extensions import db, limiter, talisman
 from ..models import Role, TrainerProfile
 from ..ops.logs import log_when_stream_ends
 from ..ops.metrics import OPEN_STREAMS
+from ..web.params import INT8_MAX, parse_int
 from . import live, outbox, presence
 from .channels import channels_for
 from .connection import REDIS_ERRORS, redis_client, redis_key
@@ -43,9 +44,10 @@ def _viewed_trainer_id() -> int | None:
     raw = request.args.get("trainer")
     if raw is None:
         return None
-    if not raw.isdigit():
+    trainer_id = parse_int(raw)
+    if trainer_id is None:
         abort(400, "trainer must be a trainer id.")
-    trainer = db.session.get(TrainerProfile, int(raw))
+    trainer = db.session.get(TrainerProfile, trainer_id)
     if trainer is None:
         abort(404)
     if not trainer.is_approved or trainer.user.is_suspended:
@@ -60,9 +62,10 @@ def _last_event_id() -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    last_id = parse_int(raw, high=INT8_MAX)
+    if last_id is None:
         abort(400, "Last-Event-ID must be an event id.")
-    return int(raw)
+    return last_id
 
 
 def _replay(last_position: int, channels: list[str], subscription) -> tuple[list[bytes], int]:

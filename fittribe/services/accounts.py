@@ -4,17 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from flask import current_app
+from flask import current_app, render_template, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from slugify import slugify
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..realtime.channels import user_channel
-from ..realtime.hub import sse
 from ..extensions import db
 from ..models import Role, TrainerProfile, User
+from ..realtime.channels import user_channel
+from ..realtime.hub import sse
 from . import analytics
+from .links import site_url
+from .mailer import send_mail
 
 RESET_SALT = "password-reset"
 
@@ -100,6 +102,48 @@ def make_reset_token(user: User) -> str:
     return _reset_serializer().dumps({"uid": user.id, "pw": user.password_hash[-16:]})
 
 
+RESET_QUEUE = "fittribe:mail:password-reset"
+
+
+def request_password_reset(email: str) -> None:
+    """Queue a reset mail for the worker, the same for every address: whether an account uses it,
+    and the time a mail takes to send, must not show in the answer (timing would reveal which
+    emails have accounts). Without Redis (fallback mode) it is sent at once."""
+    from ..realtime.connection import redis_client
+
+    client = redis_client()
+    if client is None:
+        send_reset_mail(email)
+    else:
+        client.rpush(RESET_QUEUE, normalise_email(email)[:254])
+
+
+def send_queued_reset_mails(batch_size: int = 50) -> int:
+    """The worker's part: mail a reset link to each queued address that has an active account."""
+    from ..realtime.connection import redis_client
+
+    client = redis_client()
+    sent = 0
+    for _ in range(batch_size):
+        email = client.lpop(RESET_QUEUE) if client is not None else None
+        if email is None:
+            break
+        sent += send_reset_mail(email.decode() if isinstance(email, bytes) else email)
+    return sent
+
+
+def send_reset_mail(email: str) -> bool:
+    user = find_user_by_email(email)
+    if user is None or not user.is_active:
+        return False
+    with current_app.test_request_context():  # url_for outside a request; the link's host is SITE_URL's
+        link = site_url(url_for("auth.reset_password", token=make_reset_token(user)))
+    minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
+    send_mail(user.email, "Reset your FitTribe password",
+              render_template("mail/password_reset.txt", user=user, link=link, minutes=minutes))
+    return True
+
+
 def user_for_reset_token(token: str) -> User | None:
     try:
         data = _reset_serializer().loads(token, max_age=current_app.config["PASSWORD_RESET_MAX_AGE"])
@@ -115,6 +159,24 @@ def user_for_reset_token(token: str) -> User | None:
 
 def reset_password(user: User, new_password: str) -> None:
     user.set_password(new_password)
+    revoke_sessions(user)  # whoever knew the old password may be logged in somewhere
+
+
+def user_for_session(user_id: int, version: int) -> User | None:
+    """The user a login cookie (session or remember) names, if it is still valid: made with the
+    user's current session version, and the account not suspended."""
+    user = db.session.get(User, user_id)
+    if user is None or user.session_version != version or not user.is_active:
+        return None
+    return user
+
+
+def revoke_sessions(user: User) -> None:
+    """End every session and remember cookie of `user`, on every device (logout, password reset,
+    suspension, "log out everywhere"): the version their cookies carry stops matching. Commits the
+    caller's transaction with it. A per-user version rather than server-side sessions: the check
+    rides on the user row every request loads anyway, and needs no store besides PostgreSQL."""
+    user.session_version = User.session_version + 1  # in SQL: two revocations at once both count
     db.session.commit()
     sse.end_streams(user_channel(user.id))
 

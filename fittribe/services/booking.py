@@ -1,7 +1,12 @@
 """Holds on a trainer's time: the first step of a booking (payment and confirmation follow).
 
 A hold is a Booking row in status `held` with `hold_expires_at`. No two active bookings of a
-trainer may overlap: an exclusion constraint guarantees it even when requests race."""
+trainer may overlap: an exclusion constraint guarantees it even when requests race.
+Buffers (a session may not start inside another's before/after buffer) cannot be a constraint
+(they depend on the trainer's settings), so every change to a trainer's booked time takes the
+trainer's row lock first (`lock_trainers`): holds, moves, late payments and expiries of one trainer
+run one after another, each checking the buffers with the previous one committed. Locks are always
+taken trainer first, then bookings, so two changes never wait on each other in a circle."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -10,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import exists, func, or_, select, union_all, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..extensions import db
 from ..models import (AvailabilityOverride, Booking, BookingStatus, CalendarBusy, TrainerProfile, User,
@@ -32,6 +37,27 @@ class SlotTaken(BookingError):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def lock_trainers(trainer_ids: Iterable[int], skip_locked: bool = False) -> list[TrainerProfile]:
+    """Lock these trainers' rows, in id order, for the rest of the transaction (see the module's
+    docstring). FOR NO KEY UPDATE: a new booking's foreign key takes KEY SHARE on the row, which
+    a plain FOR UPDATE would conflict with."""
+    ids = sorted(set(trainer_ids))
+    if not ids:
+        return []
+    return list(db.session.scalars(select(TrainerProfile).where(TrainerProfile.id.in_(ids))
+                                   .order_by(TrainerProfile.id).with_for_update(key_share=True, skip_locked=skip_locked)
+                                   .execution_options(populate_existing=True)))  # settings as committed
+
+
+# PostgreSQL's deadlock_detected, serialization_failure and lock_not_available: the transaction lost
+# a race it could not win, and nothing of it was stored.
+LOST_RACE_CODES = frozenset({"40P01", "40001", "55P03"})
+
+
+def lost_race(error: DBAPIError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in LOST_RACE_CODES
 
 
 def policy_for(trainer: TrainerProfile, length_minutes: int) -> Policy:
@@ -96,22 +122,15 @@ def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = No
     """Store each trainer's next free start (the search sorts and shows it), in the caller's
     transaction: the first slot of the shortest session, which fits wherever a longer one does.
 
-    The trainer rows are locked first, so two changes to one trainer's time (two holds, a hold and
-    an hours edit) apply one after the other and the later one computes with the earlier one
-    committed; otherwise the last to commit could store a time the other has just taken. (FOR NO
-    KEY UPDATE: a new booking's foreign key already holds KEY SHARE on the row, which a plain
-    FOR UPDATE would wait on, deadlocking two holds.)
+    The trainer rows are locked (if the caller has not yet), so two changes to one trainer's time
+    (two holds, a hold and an hours edit) apply one after the other and the later one computes with
+    the earlier one committed; otherwise the last to commit could store a time the other has just
+    taken.
 
     With `announce`, a changed start is pushed to open cards (on each viewer's clock). The worker's refresh as time passes does not announce:
     many trainers' starts move at the same half hour, and every open card would re-fetch at once."""
-    ids = set(trainer_ids)
-    if not ids:
-        return
     now = now or _now()
-    trainers = db.session.scalars(select(TrainerProfile).where(TrainerProfile.id.in_(ids))
-                                  .order_by(TrainerProfile.id)
-                                  .with_for_update(key_share=True, skip_locked=skip_locked))
-    for trainer in trainers:
+    for trainer in lock_trainers(trainer_ids, skip_locked):
         first = slots_for(trainer, min(trainer.session_lengths), now, limit=1)
         next_at = first[0].starts_at if first else None
         if announce and next_at != trainer.next_available_at:
@@ -162,7 +181,20 @@ def hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minu
         raise BookingError("Choose one of this trainer's session lengths.")
     if member.id == trainer.user_id:
         raise BookingError("You can't book your own sessions.")
-    # Stale holds of this trainer end now, so they neither count nor block below.
+    try:
+        return _hold(member, trainer, starts_at, length_minutes, now)
+    except DBAPIError as error:
+        db.session.rollback()
+        if lost_race(error):
+            raise SlotTaken() from error
+        raise
+
+
+def _hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_minutes: int, now: datetime) -> Booking:
+    # This trainer's holds, moves and late payments wait for each other from here to the commit,
+    # so the free-time check below sees every one committed before it (buffers included).
+    lock_trainers([trainer.id])
+    # Stale holds of this trainer end now (the exclusion constraint still counts them).
     db.session.execute(update(Booking).where(
         Booking.trainer_id == trainer.id, Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
     ).values(status=BookingStatus.EXPIRED))
@@ -202,7 +234,10 @@ def hold_seconds_left(booking: Booking, now: datetime | None = None) -> int:
 
 def release(booking: Booking) -> None:
     """The member lets a hold go before paying: the time is free again at once."""
+    lock_trainers([booking.trainer_id])
+    db.session.refresh(booking, with_for_update=True)
     if booking.status is not BookingStatus.HELD:
+        db.session.rollback()
         raise BookingError("Only a held time can be released.")
     booking.status = BookingStatus.EXPIRED
     announce_slots_changed(booking.trainer_id)
@@ -215,9 +250,11 @@ def expire_holds(now: datetime | None = None) -> list[int]:
     """End holds whose time ran out (the worker runs this every few seconds), tell every open
     profile of those trainers that the time is free again, and return the ended bookings' ids."""
     now = now or _now()
-    ended = db.session.execute(update(Booking).where(
-        Booking.status == BookingStatus.HELD, Booking.hold_expires_at <= now,
-    ).values(status=BookingStatus.EXPIRED).returning(Booking.id, Booking.trainer_id, Booking.member_id)).all()
+    expiring = (Booking.status == BookingStatus.HELD) & (Booking.hold_expires_at <= now)
+    # Trainers first (the lock order): a hold of the same trainer ends its stale holds too.
+    lock_trainers(db.session.scalars(select(Booking.trainer_id).where(expiring).distinct()))
+    ended = db.session.execute(update(Booking).where(expiring).values(status=BookingStatus.EXPIRED)
+                               .returning(Booking.id, Booking.trainer_id, Booking.member_id)).all()
     for trainer_id in sorted({row.trainer_id for row in ended}):
         announce_slots_changed(trainer_id)
     announce_sessions_changed(*(row.member_id for row in ended))

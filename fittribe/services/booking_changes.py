@@ -25,8 +25,8 @@ from ..models import Booking, BookingStatus, Payment, Role, User
 from . import analytics, google_calendar, meetings, payments
 from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed,
-                      is_free, slots_for)
-from .notify import notify, notify_admins
+                      is_free, lock_trainers, slots_for)
+from .notify import alert_admins, notify
 
 REASON_MAX = 500
 
@@ -78,6 +78,7 @@ def _end(booking: Booking, user: User, reason: str, now: datetime, terms_for, st
     """End the session as `status` if the terms allow it now, refunding what they say; the
     person and their reason are recorded in cancelled_by_id / cancel_reason. Not committed."""
     reason = _clean_reason(reason)
+    lock_trainers([booking.trainer_id])  # the lock order: trainer, then booking
     db.session.refresh(booking, with_for_update=True)  # a double submit waits, then finds it ended
     terms = terms_for(booking, user, now)
     if not terms.allowed:
@@ -124,6 +125,9 @@ def reschedule_options(booking: Booking, now: datetime | None = None, days: int 
 def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, now: datetime | None = None) -> None:
     now = now or datetime.now(timezone.utc)
     reason = _clean_reason(reason)
+    # The trainer's other holds and moves wait from here: the new time's buffers are checked
+    # against every one of them committed.
+    lock_trainers([booking.trainer_id])
     db.session.refresh(booking, with_for_update=True)
     if not can_reschedule(booking, user, now):
         db.session.rollback()
@@ -214,7 +218,7 @@ def report_no_show(booking: Booking, user: User, reason: str, now: datetime | No
                                      f"{_when(booking, member)} is recorded.{refund_note}", link)
         notify(trainer.id, "no_show", f"{member.name} reported that you did not join the session on "
                                       f"{_when(booking, trainer)}: {reason}.", link)
-        notify_admins("alert", f"Trainer no-show reported: {booking.trainer.display_name}, session "
+        alert_admins("trainer-no-show", f"Trainer no-show reported: {booking.trainer.display_name}, session "
                                  f"{booking.id} with {member.name}: {reason}", link)
     db.session.commit()
     return terms

@@ -12,6 +12,8 @@ from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, User
+from .links import site_host
+from .meetings import link_visible_to
 
 # The feed shows the last month too (so a past session is still in the calendar), and keeps a
 # cancelled session that long as STATUS:CANCELLED: a subscribed calendar then removes it
@@ -37,26 +39,26 @@ def _calendar() -> Calendar:
     return calendar
 
 
-def _event(booking: Booking, host: str, as_trainer: bool = False) -> Event:
+def _event(booking: Booking, viewer: User, as_trainer: bool = False) -> Event:
     cancelled = booking.status is BookingStatus.CANCELLED
     event = Event()
-    event.add("uid", f"booking-{booking.id}@{host}")  # stable: re-importing updates, not duplicates
+    event.add("uid", f"booking-{booking.id}@{site_host()}")  # stable: re-importing updates, not duplicates
     event.add("summary", ("Cancelled: " if cancelled else "") + session_title(booking, as_trainer))
     event.add("dtstart", _utc(booking.starts_at))
     event.add("dtend", _utc(booking.ends_at))
     event.add("dtstamp", datetime.now(timezone.utc))
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("sequence", 1 if cancelled else 0)  # clients that track versions see the cancel as newer
-    if booking.meeting_url:
+    if booking.meeting_url and link_visible_to(booking, viewer):
         event.add("url", booking.meeting_url)
         event.add("location", booking.meeting_url)
         event.add("description", f"Join the video session: {booking.meeting_url}")
     return event
 
 
-def booking_ics(booking: Booking, host: str) -> bytes:
+def booking_ics(booking: Booking, viewer: User) -> bytes:
     calendar = _calendar()
-    calendar.add_component(_event(booking, host))
+    calendar.add_component(_event(booking, viewer))
     return calendar.to_ical()
 
 
@@ -75,7 +77,7 @@ def feed_bookings(user: User, now: datetime | None = None) -> list[Booking]:
     ))
 
 
-def feed_ics(user: User, host: str, now: datetime | None = None) -> bytes:
+def feed_ics(user: User, now: datetime | None = None) -> bytes:
     calendar = _calendar()
     calendar.add("method", "PUBLISH")
     calendar.add("x-wr-calname", "FitTribe sessions")
@@ -83,7 +85,7 @@ def feed_ics(user: User, host: str, now: datetime | None = None) -> bytes:
     calendar.add("x-published-ttl", vDuration(FEED_REFRESH).to_ical().decode())  # Outlook's older name
     trainer_id = user.trainer_profile.id if user.trainer_profile is not None else None
     for booking in feed_bookings(user, now):
-        calendar.add_component(_event(booking, host, as_trainer=booking.trainer_id == trainer_id))
+        calendar.add_component(_event(booking, user, as_trainer=booking.trainer_id == trainer_id))
     return calendar.to_ical()
 
 
@@ -107,9 +109,10 @@ def user_for_feed_token(token: str) -> User | None:
     return user if user is not None and user.is_active else None
 
 
-def google_calendar_link(booking: Booking) -> str:
+def google_calendar_link(booking: Booking, viewer: User) -> str:
     stamp = "%Y%m%dT%H%M%SZ"
     dates = f"{_utc(booking.starts_at).strftime(stamp)}/{_utc(booking.ends_at).strftime(stamp)}"
-    details = f"Join the video session: {booking.meeting_url}" if booking.meeting_url else ""
+    shown = booking.meeting_url and link_visible_to(booking, viewer)
+    details = f"Join the video session: {booking.meeting_url}" if shown else ""
     return "https://calendar.google.com/calendar/render?" + urlencode(
         {"action": "TEMPLATE", "text": session_title(booking), "dates": dates, "details": details})

@@ -1,5 +1,5 @@
 """Outgoing mail: SMTP when MAIL_SERVER is configured, otherwise a file per message in
-instance/mail/ plus a log line, so password resets work on a fresh machine."""
+instance/mail/ (its path in the log), so password resets work on a fresh machine."""
 from __future__ import annotations
 
 import smtplib
@@ -31,5 +31,6 @@ def send_mail(to: str, subject: str, body: str) -> EmailMessage:
         outbox.mkdir(parents=True, exist_ok=True)
         path = outbox / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
         path.write_bytes(bytes(message))
-        current_app.logger.info("Mail to %s (%s) written to %s\n%s", to, subject, path, body)
+        # Not the body: it may hold a password-reset link, and logs travel further than this folder.
+        current_app.logger.info("Mail to %s (%s) written to %s", to, subject, path)
     return message

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Booking, BookingStatus
+from ..models import Booking, BookingStatus, User
 from . import google_calendar
 from .notify import notify, notify_admins
 
@@ -31,6 +31,13 @@ _tokens_lock = threading.Lock()
 
 class MeetingError(RuntimeError):
     """The video provider refused or answered something unusable."""
+
+
+def link_visible_to(booking: Booking, user: User | None) -> bool:
+    """The one rule for who sees a session's video link, wherever it appears (booking page, join,
+    .ics file, calendar feed, Google Calendar link): its member and its trainer. Admins see the
+    session, not the room."""
+    return user is not None and user.is_authenticated and user.id in (booking.member_id, booking.trainer.user_id)
 
 
 def attach(booking: Booking) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from flask import current_app
 from sqlalchemy import func, select, update
 
 from ..extensions import db
@@ -37,6 +38,34 @@ def notify_admins(kind: str, message: str, link: str | None = None) -> int:
     for user_id in admin_ids:
         notify(user_id, kind, message, link)
     return len(admin_ids)
+
+
+ALERT_GATE = "fittribe:alerts:gate:"
+ALERT_HELD_BACK = "fittribe:alerts:held-back:"
+
+
+def alert_admins(topic: str, message: str, link: str | None = None) -> bool:
+    """An operator alert, at most one per `topic` per ADMIN_ALERT_WINDOW seconds: the first of a
+    window is sent (with how many were held back in the window before), the rest are only counted.
+    Anyone can make some alerts happen (a forged webhook, a declined test card): without this, 50
+    requests would be 50 notifications to every admin. Returns whether it was sent."""
+    from ..realtime.connection import redis_client
+
+    client = redis_client()
+    window = current_app.config["ADMIN_ALERT_WINDOW"]
+    if client is not None and window > 0:
+        if not client.set(ALERT_GATE + topic, 1, nx=True, ex=window):
+            with client.pipeline() as pipe:
+                pipe.incr(ALERT_HELD_BACK + topic)
+                pipe.expire(ALERT_HELD_BACK + topic, 7 * 24 * 3600)
+                pipe.execute()
+            return False
+        held_back = int(client.getdel(ALERT_HELD_BACK + topic) or 0)
+        if held_back:
+            message += (f" ({held_back} more alert{'s' if held_back != 1 else ''} like this came in the "
+                        f"{window // 60:g} minutes before this one and were not sent one by one.)")
+    notify_admins("alert", message, link)
+    return True
 
 
 def recent(user_id: int, page: int = 1):

@@ -24,8 +24,8 @@ from ..extensions import db
 from ..models import Booking, BookingStatus, Payment, PaymentStatus, ProcessedWebhook
 from . import analytics, google_calendar, meetings
 from .availability import Slot
-from .booking import announce_sessions_changed, announce_slots_changed, is_free
-from .notify import notify, notify_admins
+from .booking import announce_sessions_changed, announce_slots_changed, is_free, lock_trainers
+from .notify import alert_admins, notify
 
 TOLERANCE_SECONDS = 300
 
@@ -151,8 +151,9 @@ def handle_event(provider: Provider, body: bytes, signature: str | None) -> dict
     try:
         event = provider.parse_event(body, signature)
     except SignatureError:
-        notify_admins("alert", f"A {provider.name} webhook arrived with an invalid signature and was refused.")
-        db.session.commit()
+        if alert_admins(f"webhook-signature-{provider.name}",
+                        f"A {provider.name} webhook arrived with an invalid signature and was refused."):
+            db.session.commit()
         raise
     db.session.add(ProcessedWebhook(event_id=event.id))
     try:
@@ -165,6 +166,8 @@ def handle_event(provider: Provider, body: bytes, signature: str | None) -> dict
         db.session.commit()
         return {"outcome": "ignored" if event.kind == "ignored" else "unknown booking", "event": event}
     # One event per booking at a time: a replay racing its original waits here, then sees the result.
+    # A late payment may take the time again: the trainer is locked first, as for a hold.
+    lock_trainers([booking.trainer_id])
     db.session.refresh(booking, with_for_update=True)
     outcome = _apply(provider, event, booking)
     db.session.commit()
@@ -187,8 +190,12 @@ def _payment(payment_ref: str | None) -> Payment | None:
 
 def _apply(provider: Provider, event: PaymentEvent, booking: Booking) -> str:
     if event.kind == "failed":
+        if booking.status is not BookingStatus.HELD or _payment(event.payment_ref) is not None:
+            # Late or out of order (the payment succeeded, the booking is settled): the failure of an
+            # earlier attempt must not add a row contradicting the records, nor alert anyone.
+            return "ignored"
         _record(provider, booking, event, PaymentStatus.FAILED)
-        notify_admins("alert", f"A payment for booking #{booking.id} failed.", f"/bookings/{booking.id}")
+        alert_admins("payment-failed", f"A payment for booking #{booking.id} failed.", f"/bookings/{booking.id}")
         return "failed"
     if event.kind == "expired":
         return _checkout_expired(booking, event)
@@ -243,7 +250,7 @@ def _payment_updated(booking: Booking, event: PaymentEvent) -> str:
         payment.status, payment.refunded_at = PaymentStatus.REFUNDED, datetime.now(timezone.utc)
         analytics.announce_changed()
         notify(booking.member_id, "refund", "Your payment was refunded in full.", f"/bookings/{booking.id}")
-        notify_admins("alert", f"Payment for booking #{booking.id} was refunded.", f"/bookings/{booking.id}")
+        alert_admins("payment-refunded", f"Payment for booking #{booking.id} was refunded.", f"/bookings/{booking.id}")
         return "refunded"
     return "updated"
 
@@ -254,7 +261,7 @@ def _refund_new(provider: Provider, booking: Booking, event: PaymentEvent, tell_
     refund(provider, payment)
     if tell_member:
         notify(booking.member_id, "refund", tell_member, f"/bookings/{booking.id}")
-    notify_admins("alert", f"A payment for booking #{booking.id} could not be used and was refunded.",
+    alert_admins("payment-unusable", f"A payment for booking #{booking.id} could not be used and was refunded.",
                   f"/bookings/{booking.id}")
     return "refunded"
 

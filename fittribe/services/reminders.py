@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Booking, BookingStatus, Notification, User
+from .links import site_url
 from .mailer import send_mail
 from .notify import notify
 
@@ -27,10 +28,9 @@ def mail_notifications(batch_size: int = 50) -> int:
         select(Notification, User.email).join(User, User.id == Notification.user_id)
         .where(Notification.emailed_at.is_(None)).order_by(Notification.id).limit(batch_size)
         .with_for_update(of=Notification, skip_locked=True)).all()
-    site = current_app.config["SITE_URL"].rstrip("/")
     sent = 0
     for notification, email in rows:
-        link = f"\n\n{site}{notification.link}" if notification.link else ""
+        link = f"\n\n{site_url(notification.link)}" if notification.link else ""
         try:
             send_mail(email, SUBJECTS.get(notification.kind, "News from FitTribe"),
                       f"{notification.message}{link}\n\nYou get this because you have a FitTribe account.")

@@ -9,6 +9,7 @@ import stripe
 from flask import url_for
 
 from ..models import Booking, Payment
+from .links import site_url
 from .payments import PaymentError, PaymentEvent, SignatureError, checkout_deadline
 
 
@@ -23,7 +24,7 @@ class StripeProvider:
         self.fee_percent = config["PLATFORM_FEE_PERCENT"]
 
     def start_checkout(self, booking: Booking) -> str:
-        booking_url = url_for("bookings.show", booking_id=booking.id, _external=True)
+        booking_url = site_url(url_for("bookings.show", booking_id=booking.id))
         minutes = int((booking.ends_at - booking.starts_at).total_seconds() // 60)
         intent: dict = {"metadata": {"booking_id": str(booking.id)}}
         account = booking.trainer.stripe_account_id

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_, select
 
-from ..realtime.channels import user_channel
-from ..realtime.hub import sse
 from ..extensions import db
 from ..models import Role, User
 from . import audit
+from .accounts import revoke_sessions
 from .notify import notify
 
 PAGE_SIZE = 25
@@ -42,8 +41,7 @@ def suspend(user: User, actor: User, reason: str) -> None:
         raise AdminActionError(f"{user.name} is already suspended.")
     user.is_suspended = True
     audit.record(actor, "suspend", "user", user.id, reason)
-    db.session.commit()
-    sse.end_streams(user_channel(user.id))  # their open pages stop getting private events now
+    revoke_sessions(user)
 
 
 def reactivate(user: User, actor: User) -> None:

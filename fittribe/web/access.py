@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort
+from flask import abort, current_app
+from flask_limiter.util import get_remote_address
 from flask_login import AnonymousUserMixin, current_user, login_required
 
+from ..extensions import limiter
 from ..models import Role
 
 
@@ -20,6 +22,19 @@ def role_required(*roles: Role):
             return view(*args, **kwargs)
         return wrapped
     return decorator
+
+
+def _member_key() -> str:
+    return f"user:{current_user.id}" if current_user.is_authenticated else f"ip:{get_remote_address()}"
+
+
+def booking_limits(view):
+    """Booking actions (hold, pay, cancel, move, no-show) are limited per member, so members
+    behind one NAT or proxy do not share a budget, and per address only as a coarse flood guard."""
+    per_member = limiter.limit(lambda: current_app.config["RATELIMIT_BOOKING"], key_func=_member_key,
+                               methods=["POST"])
+    per_address = limiter.limit(lambda: current_app.config["RATELIMIT_BOOKING_PER_ADDRESS"], methods=["POST"])
+    return per_address(per_member(view))
 
 
 class Visitor(AnonymousUserMixin):

@@ -8,6 +8,7 @@ from ..services import trainers as trainer_service
 from .access import role_required
 from .forms import RejectTrainerForm
 from .htmx import render, see_other
+from .params import int_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -55,7 +56,7 @@ def users():
     if role and role not in {r.value for r in Role}:
         abort(400, "Unknown role.")
     results = user_admin.find_users(request.args.get("q", "")[:100], Role(role) if role else None,
-                                    request.args.get("suspended") == "1", request.args.get("page", 1, type=int))
+                                    request.args.get("suspended") == "1", int_arg("page", 1))
     return render("pages/admin_users.html", "partials/admin_user_table.html", results=results,
                   recent=audit.recent("user", limit=10))
 

@@ -1,16 +1,12 @@
-from urllib.parse import urlsplit
-
-from flask import Blueprint, current_app, flash, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..realtime.channels import user_channel
-from ..realtime.hub import sse
 from ..extensions import limiter
 from ..models import Role
 from ..services import accounts
-from ..services.mailer import send_mail
 from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 from .htmx import render, see_other
+from .params import safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -20,13 +16,14 @@ def _limit(name: str):
 
 
 def _safe_next(default: str) -> str:
-    target = request.args.get("next", "")
-    parts = urlsplit(target)
-    # Only same-site paths: never an open redirect ("//host" and "/\\host" both leave the site).
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target and not parts.netloc \
-            and not parts.scheme:
-        return target
-    return default
+    return safe_next(request.args.get("next"), default)
+
+
+def _log_in(user, remember: bool = False) -> None:
+    login_user(user, remember=remember)
+    # A new CSRF token for the new session: one planted or seen before the login is worthless now.
+    session.pop("csrf_token", None)
+    g.pop("csrf_token", None)
 
 
 def _form_response(page: str, partial: str, form, **context):
@@ -49,7 +46,7 @@ def signup():
         except accounts.AccountError as error:
             getattr(form, error.field).errors.append(str(error))
         else:
-            login_user(user)
+            _log_in(user)
             if user.role is Role.TRAINER:
                 flash("Welcome! Complete your profile; an admin reviews it before it is listed.", "success")
                 return see_other(url_for("dashboard.trainer_profile"))
@@ -71,7 +68,7 @@ def login():
         elif not user.is_active:
             form.email.errors.append("This account is suspended. Contact support if you think this is a mistake.")
         else:
-            login_user(user, remember=form.remember.data)
+            _log_in(user, remember=form.remember.data)
             flash(f"Welcome back, {user.name}.", "success")
             return see_other(_safe_next(url_for("dashboard.home")))
     return _form_response("pages/login.html", "partials/login_form.html", form)
@@ -80,11 +77,24 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    user_id = current_user.id
+    # Server-side: a copy of this session or remember cookie (another tab, device or thief) ends too.
+    accounts.revoke_sessions(current_user)
     logout_user()
-    sse.end_streams(user_channel(user_id))  # the user's open pages stop getting private events
     flash("You are logged out.", "info")
     return see_other(url_for("public.home"))
+
+
+@bp.route("/account/sessions", methods=["GET", "POST"])
+@login_required
+def log_out_everywhere():
+    """Ends every session and remembered login of the account, this one included, after a confirm
+    step (works without JS): for a lost phone or a shared computer."""
+    if request.method == "POST" and request.form.get("confirm") == "yes":
+        accounts.revoke_sessions(current_user)
+        logout_user()
+        flash("You are logged out on every device. Log in again here.", "info")
+        return see_other(url_for("auth.login"))
+    return render("pages/log_out_everywhere.html", "pages/log_out_everywhere.html")
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
@@ -92,13 +102,8 @@ def logout():
 def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        user = accounts.find_user_by_email(form.email.data)
-        if user is not None and user.is_active:
-            link = url_for("auth.reset_password", token=accounts.make_reset_token(user), _external=True)
-            minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
-            send_mail(user.email, "Reset your FitTribe password",
-                      render_template("mail/password_reset.txt", user=user, link=link, minutes=minutes))
-        # The same answer whether or not the account exists.
+        accounts.request_password_reset(form.email.data)
+        # The same answer, in the same time, whether or not the account exists.
         flash("If an account uses that email, a reset link is on its way. It works for one hour.", "info")
         return see_other(url_for("auth.login"))
     return _form_response("pages/forgot_password.html", "partials/forgot_password_form.html", form)

@@ -4,22 +4,24 @@ from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from .. import clock
-from ..extensions import db, limiter
+from ..extensions import db
 from ..models import Booking, BookingStatus, Role
 from ..services import booking as booking_service
 from ..services import booking_changes, session_status
-from ..services import payments
+from ..services import meetings, payments
 from ..services.calendar import booking_ics, google_calendar_link
 from ..services.search import find_listed_trainer
 from ..services.terms import current_terms
+from .access import booking_limits
 from .htmx import render, see_other
+from .params import aware_datetime, parse_int
 from .reviews import booking_review_context
 
 bp = Blueprint("bookings", __name__)
 
 
 @bp.post("/trainers/<slug>/hold")
-@limiter.limit(lambda: "20 per minute")
+@booking_limits
 @login_required
 def hold(slug: str):
     trainer = find_listed_trainer(slug)
@@ -27,15 +29,12 @@ def hold(slug: str):
         abort(404)
     if not current_user.has_role(Role.MEMBER):
         abort(403, "Only member accounts can book sessions.")
-    try:
-        starts_at = datetime.fromisoformat(request.form.get("starts_at", ""))
-        length = int(request.form.get("length", ""))
-    except ValueError:
-        abort(400, "Pick a time from the calendar.")
-    if starts_at.tzinfo is None:
+    starts_at = aware_datetime(request.form.get("starts_at"))
+    length = parse_int(request.form.get("length"), 1, 24 * 60)
+    if starts_at is None or length is None:
         abort(400, "Pick a time from the calendar.")
     try:
-        held = booking_service.hold(current_user, trainer, starts_at.astimezone(timezone.utc), length)
+        held = booking_service.hold(current_user, trainer, starts_at, length)
     except booking_service.SlotTaken as error:
         flash(str(error), "error")
         return see_other(url_for("trainers.profile", slug=slug) + "#availability")
@@ -62,7 +61,8 @@ def show(booking_id: int):
     now = datetime.now(timezone.utc)  # holds expire on the real clock (services/booking.py)
     hold_seconds_left = booking_service.hold_seconds_left(found, now)
     return render("pages/booking.html", "pages/booking.html", booking=found,
-                  google_link=google_calendar_link(found) if found.status is BookingStatus.CONFIRMED else None,
+                  meeting_link_shown=meetings.link_visible_to(found, current_user),
+                  google_link=google_calendar_link(found, current_user) if found.status is BookingStatus.CONFIRMED else None,
                   held=hold_seconds_left > 0, hold_seconds_left=hold_seconds_left,
                   session=session_status.status_of(found, clock.now()),
                   changeable=booking_changes.cancel_terms(found, current_user, now).allowed,
@@ -76,14 +76,17 @@ def release(booking_id: int):
     found = _own_booking(booking_id)
     if found.member_id != current_user.id:
         abort(404)
-    booking_service.release(found)
+    try:
+        booking_service.release(found)
+    except booking_service.BookingError as error:
+        abort(409, str(error))
     payments.close_checkouts([found.id])
     flash("The time is released.", "info")
     return see_other(url_for("trainers.profile", slug=found.trainer.slug))
 
 
 @bp.route("/bookings/<int:booking_id>/cancel", methods=["GET", "POST"])
-@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@booking_limits
 @login_required
 def cancel(booking_id: int):
     """Shows what cancelling means (refund or not) before the person confirms with a reason."""
@@ -93,7 +96,7 @@ def cancel(booking_id: int):
 
 
 @bp.route("/bookings/<int:booking_id>/no-show", methods=["GET", "POST"])
-@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@booking_limits
 @login_required
 def no_show(booking_id: int):
     """Shows what reporting a no-show means (refund or not) before the person confirms with what happened."""
@@ -122,22 +125,18 @@ def _confirmed_change(found: Booking, terms, change, page: str, done: str) -> Re
 
 
 @bp.route("/bookings/<int:booking_id>/reschedule", methods=["GET", "POST"])
-@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@booking_limits
 @login_required
 def reschedule(booking_id: int):
     found = _own_booking(booking_id)
     error = None
     if request.method == "POST":
-        try:
-            new_start = datetime.fromisoformat(request.form.get("starts_at", ""))
-            if new_start.tzinfo is None:
-                raise ValueError
-        except ValueError:
+        new_start = aware_datetime(request.form.get("starts_at"))
+        if new_start is None:
             error = "Pick one of the free times below."
         else:
             try:
-                booking_changes.reschedule(found, current_user, new_start.astimezone(timezone.utc),
-                                           request.form.get("reason", ""))
+                booking_changes.reschedule(found, current_user, new_start, request.form.get("reason", ""))
             except booking_service.BookingError as problem:
                 error = str(problem)
             else:
@@ -155,7 +154,7 @@ def reschedule(booking_id: int):
 def join(booking_id: int):
     """Open the video meeting (from JOIN_OPENS before the start); a trainer's join is recorded."""
     found = _own_booking(booking_id)
-    if current_user.id not in (found.member_id, found.trainer.user_id):
+    if not meetings.link_visible_to(found, current_user):
         abort(403, "Only the member and the trainer of a session can join it.")
     if not session_status.status_of(found, clock.now()).can_join:
         abort(409, f"The video link opens {current_terms().join_opens} before the session starts.")
@@ -169,5 +168,5 @@ def ics(booking_id: int):
     found = _own_booking(booking_id)
     if found.status is not BookingStatus.CONFIRMED:
         abort(404)
-    return Response(booking_ics(found, request.host.split(":")[0]), mimetype="text/calendar",
+    return Response(booking_ics(found, current_user), mimetype="text/calendar",
                     headers={"Content-Disposition": f"attachment; filename=fittribe-session-{found.id}.ics"})

@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from .. import ratelimits
 from ..extensions import csrf
 from ..services import calendar as calendar_service
+from ..services.links import site_url
 from .htmx import render, see_other
 
 bp = Blueprint("calendar_feed", __name__)
@@ -41,7 +42,7 @@ def feed(token: str):
     user = calendar_service.user_for_feed_token(token)
     if user is None:
         return _plain(404, "No calendar feed at this address. It may have been turned off or replaced.")
-    return Response(calendar_service.feed_ics(user, request.host.split(":")[0]), mimetype="text/calendar",
+    return Response(calendar_service.feed_ics(user), mimetype="text/calendar",
                     headers={"Cache-Control": "private, no-store",  # the URL is a secret: keep it out of shared caches
                              "X-Robots-Tag": "noindex",
                              "Content-Disposition": 'inline; filename="fittribe-sessions.ics"'})
@@ -49,7 +50,7 @@ def feed(token: str):
 
 def _page(confirm: str | None = None):
     token = current_user.calendar_token
-    feed_url = url_for("calendar_feed.feed", token=token, _external=True) if token else None
+    feed_url = site_url(url_for("calendar_feed.feed", token=token)) if token else None
     webcal_url = "webcal://" + feed_url.split("://", 1)[1] if feed_url else None
     return render("pages/calendar_feed.html", "pages/calendar_feed.html",
                   feed_url=feed_url, webcal_url=webcal_url, confirm=confirm,

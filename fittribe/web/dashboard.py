@@ -17,6 +17,7 @@ from ..services.search import all_specialties
 from .access import role_required
 from .forms import OverrideForm, PhotoForm, TrainerProfileForm, WeeklyHoursForm, options
 from .htmx import render, see_other
+from .params import int_arg
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -50,7 +51,7 @@ def _sessions_context() -> dict:
 @bp.get("/payments")
 @login_required
 def payments():
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = int_arg("page", 1)
     return render("pages/payment_history.html", "pages/payment_history.html",
                   results=earnings.payment_history(current_user.id, page))
 

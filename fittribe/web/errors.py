@@ -1,12 +1,15 @@
 """Readable error pages, and the same message as a fragment for htmx requests."""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
+from flask.globals import request_ctx
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from ..extensions import db
+from ..services.booking import lost_race
 from .htmx import render
 
 MESSAGES = {
@@ -25,6 +28,10 @@ MESSAGES = {
 
 def render_error(status: int, detail: str | None = None):
     title, hint = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
+    if request_ctx.url_adapter is None:
+        # A Host header the app refuses (untrusted or malformed) leaves no URL adapter, so the
+        # page could not build a single link: plain text says the same (without echoing the Host).
+        return Response(f"{title}. {hint}\n", status=status, mimetype="text/plain")
     return render("errors/error.html", "partials/error.html", status=status,
                   status_code=status, title=title, hint=hint, detail=detail)
 
@@ -50,5 +57,9 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, HTTPException):
             return http_error(error)
         db.session.rollback()  # nothing half-written survives a crash
+        if isinstance(error, DBAPIError) and lost_race(error):
+            # A deadlock or serialization failure: another request changed the same rows first.
+            app.logger.warning("Lost a database race: %s", type(error.orig).__name__)
+            return render_error(409, "Someone else changed this at the same moment. Reload the page and try again.")
         app.logger.exception("Unhandled error", exc_info=error)
         return render_error(InternalServerError.code)

@@ -37,6 +37,17 @@ MAX_PRICE_DOLLARS = 10_000
 PRICE_INPUT = {"type": "number", "min": 0, "max": MAX_PRICE_DOLLARS, "step": "any", "inputmode": "decimal"}
 
 
+class AmountField(DecimalField):
+    """A decimal amount: NaN, sNaN and Infinity parse as Decimals but break every comparison
+    (NumberRange's included), so they are refused as not a number."""
+
+    def process_formdata(self, valuelist):
+        super().process_formdata(valuelist)
+        if self.data is not None and not self.data.is_finite():
+            self.data = None
+            raise ValueError(self.gettext("Not a valid decimal value."))
+
+
 def valid_time_zone(form, field) -> None:
     if field.data not in available_timezones():
         raise ValidationError("Choose a time zone from the list.")
@@ -94,9 +105,9 @@ class SearchForm(FlaskForm):
 
     q = StringField("Name or goal", validators=[Optional(), Length(max=100, message="Use at most 100 characters.")])
     specialty = SelectField("Specialty", choices=[], validators=[Optional()], validate_choice=False)
-    min_price = DecimalField("Min price ($)", places=None, render_kw=PRICE_INPUT, validators=[
+    min_price = AmountField("Min price ($)", places=None, render_kw=PRICE_INPUT, validators=[
         Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
-    max_price = DecimalField("Max price ($)", places=None, render_kw=PRICE_INPUT, validators=[
+    max_price = AmountField("Max price ($)", places=None, render_kw=PRICE_INPUT, validators=[
         Optional(), NumberRange(0, MAX_PRICE_DOLLARS, f"Enter a price from 0 to {MAX_PRICE_DOLLARS}.")])
     min_rating = SelectField("Minimum rating", choices=options([("", "Any rating"), ("3", "3★ and up"), ("4", "4★ and up"),
                                                         ("4.5", "4.5★ and up"),
@@ -124,7 +135,7 @@ class TrainerProfileForm(FlaskForm):
                                                            Length(min=2, max=80)])
     headline = StringField("Headline", validators=[Optional(), Length(max=140)])
     bio = TextAreaField("About you", validators=[Optional(), Length(max=5000)])
-    price = DecimalField("Price per session (USD)", places=2, validators=[
+    price = AmountField("Price per session (USD)", places=2, validators=[
         InputRequired("Enter a price."), NumberRange(1, MAX_PRICE_DOLLARS, f"Enter a price from 1 to {MAX_PRICE_DOLLARS}.")])
     years_experience = IntegerField("Years of experience", default=0,
                                     validators=[Optional(), NumberRange(0, 70, "Enter 0 to 70 years.")])

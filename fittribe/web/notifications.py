@@ -3,6 +3,7 @@ from flask_login import current_user, login_required
 
 from ..services import notify
 from .htmx import render, see_other
+from .params import int_arg
 
 bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 
@@ -10,9 +11,8 @@ bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 @bp.get("/")
 @login_required
 def index():
-    page = request.args.get("page", 1, type=int)
     return render("pages/notifications.html", "partials/notification_list.html",
-                  notifications=notify.recent(current_user.id, max(page, 1)))
+                  notifications=notify.recent(current_user.id, int_arg("page", 1)))
 
 
 @bp.post("/read")

@@ -1,11 +1,12 @@
 from flask import Blueprint, abort, flash, jsonify, request, url_for
 from flask_login import current_user, login_required
 
-from ..extensions import csrf, db, limiter
+from ..extensions import csrf, db
 from ..models import Booking, BookingStatus
 from ..ops.metrics import WEBHOOKS
 from ..services import payments
 from ..services.booking import hold_seconds_left
+from .access import booking_limits
 from .htmx import render, see_other
 
 bp = Blueprint("payments", __name__)
@@ -21,7 +22,7 @@ def _members_held_booking(booking_id: int) -> Booking:
 
 
 @bp.post("/bookings/<int:booking_id>/checkout")
-@limiter.limit(lambda: "20 per minute")
+@booking_limits
 @login_required
 def checkout(booking_id: int):
     """Send the member to the provider's payment page for their hold."""
@@ -41,7 +42,7 @@ def _simulated_only() -> None:
 
 
 @bp.route("/bookings/<int:booking_id>/pay", methods=["GET", "POST"])
-@limiter.limit(lambda: "20 per minute", methods=["POST"])
+@booking_limits
 @login_required
 def simulated_checkout(booking_id: int):
     """The simulated provider's checkout page (test mode, no real money)."""

@@ -16,6 +16,7 @@ from ..services.search import find_listed_trainer
 from .access import role_required
 from .forms import FlagReviewForm, ReplyForm, ReviewForm
 from .htmx import is_partial_request, render, see_other
+from .params import int_arg, safe_next
 from .trainers import _unlisted_profile_for_owner_or_admin  # the profile's own visibility rule, reused
 
 bp = Blueprint("reviews", __name__)
@@ -41,7 +42,7 @@ def _visible_trainer(slug: str) -> TrainerProfile:
 def section(slug: str):
     """The reviews section alone (re-fetched on "reviews-changed"); without htmx, the profile."""
     trainer = _visible_trainer(slug)
-    page = max(1, request.args.get("page", 1, type=int))
+    page = int_arg("page", 1)
     if not is_partial_request():
         return redirect(url_for("trainers.profile", slug=slug, reviews_page=page, _anchor="reviews"))
     return render("partials/reviews.html", "partials/reviews.html", trainer=trainer,
@@ -139,7 +140,7 @@ def _my_reviews_page(status: int = 200, replying: Review | None = None, reply_fo
                      back: str | None = None):
     """The trainer's reviews page; after a refused reply, with its error and the page it came from."""
     trainer = current_user.trainer_profile
-    page = max(1, request.args.get("page", 1, type=int))
+    page = int_arg("page", 1)
     return render("pages/my_reviews.html", "partials/my_reviews.html", status=status, trainer=trainer,
                   trainer_reviews=review_service.trainer_reviews(trainer.id, page),
                   replying_id=replying.id if replying else None, reply_form=reply_form, back=back)
@@ -149,13 +150,6 @@ def _my_reviews_page(status: int = 200, replying: Review | None = None, reply_fo
 @role_required(Role.TRAINER)
 def mine():
     return _my_reviews_page()
-
-
-def _back_to_dashboard(raw: str | None) -> str:
-    """Where the no-JS reply form came from: a dashboard page, never another site."""
-    if raw and raw.startswith("/dashboard/") and "//" not in raw and "\\" not in raw:
-        return raw
-    return url_for("dashboard.home")
 
 
 @bp.post("/dashboard/reviews/<int:review_id>/reply")
@@ -168,7 +162,8 @@ def reply(review_id: int):
     if review.reply is not None:
         abort(409, "You already replied to this review.")
     form = ReplyForm()
-    back = _back_to_dashboard(request.form.get("back"))
+    # Where the no-JS reply form came from: a dashboard page, never another site.
+    back = safe_next(request.form.get("back"), url_for("dashboard.home"), prefix="/dashboard/")
     if not form.validate_on_submit():
         if is_partial_request():
             return render("partials/reply_form.html", "partials/reply_form.html", status=422, review=review,

@@ -12,6 +12,7 @@ from ..services.reviews import visible_reviews
 from ..services.search import SearchFilters, all_specialties, find_listed_trainer, search_trainers
 from .forms import SearchForm
 from .htmx import is_partial_request, render
+from .params import int_arg
 
 bp = Blueprint("trainers", __name__)
 
@@ -55,7 +56,7 @@ def profile(slug: str):
         trainer = _unlisted_profile_for_owner_or_admin(slug)
     return render("pages/trainer_profile.html", "partials/trainer_profile.html", trainer=trainer,
                   online_ids=online_among([trainer.id]), live_trainer_id=trainer.id, calendar=_calendar(trainer),
-                  reviews=visible_reviews(trainer.id, request.args.get("reviews_page", 1, type=int)))
+                  reviews=visible_reviews(trainer.id, int_arg("reviews_page", 1)))
 
 
 @bp.get("/trainers/<slug>/calendar")

@@ -49,6 +49,8 @@ MATRIX = [
     ("GET", "/account/calendar", LOGGED_IN, None),
     ("POST", "/account/calendar/link", (302, 303, 303, 303, 303, 303, 302), {}),
     ("POST", "/account/calendar/off", (302, 200, 200, 200, 200, 200, 302), {}),  # a confirm page first
+    ("GET", "/account/sessions", LOGGED_IN, None),
+    ("POST", "/account/sessions", LOGGED_IN, {}),  # "log out everywhere": without confirm=yes, the confirm page
     ("GET", "/notifications/", LOGGED_IN, None),
     ("POST", "/notifications/read", (302, 303, 303, 303, 303, 303, 302), {}),
     ("GET", "/dashboard/", (302, 200, 200, 200, 200, 303, 302), None),

@@ -2,16 +2,20 @@
 import re
 import secrets
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
+from config import Config
+
 from fittribe.extensions import db
 from fittribe.models import Booking, BookingStatus, TrainerProfile, User
 from tests.helpers import text_of
 
-FEED_URL_RE = re.compile(r'value="(http://localhost/calendar/([A-Za-z0-9_-]+)\.ics)"')
+SITE = urlsplit(Config.SITE_URL)  # feed links and event ids come from the site's address, not the request
+FEED_URL_RE = re.compile(r'value="(' + re.escape(Config.SITE_URL) + r'/calendar/([A-Za-z0-9_-]+)\.ics)"')
 MEMBER, TRAINER = "member@fittribe.example", "trainer@fittribe.example"
 
 
@@ -65,7 +69,7 @@ def sessions(app, demo):
             cancelled=add_booking("diego-santos", MEMBER, BookingStatus.CANCELLED, timedelta(days=4),
                                   cancelled_at=datetime.now(timezone.utc)),
         )
-    return {key: f"booking-{value}@localhost" if key != "meeting_url" else value for key, value in ids.items()}
+    return {key: f"booking-{value}@{SITE.hostname}" if key != "meeting_url" else value for key, value in ids.items()}
 
 
 def test_the_page_requires_login(client):
@@ -85,7 +89,7 @@ def test_member_feed_holds_their_sessions_only(app, visitor, sessions):
     assert "No calendar link yet" in text_of(visitor.get("/account/calendar"))
     url, token = feed_link(visitor)
     page = text_of(visitor.get("/account/calendar"))
-    assert f"webcal://localhost/calendar/{token}.ics" in page and "From URL" in page and "Apple Calendar" in page
+    assert f"webcal://{SITE.netloc}/calendar/{token}.ics" in page and "From URL" in page and "Apple Calendar" in page
     response = fetch(app, token)
     assert "Set-Cookie" not in response.headers and response.headers["Cache-Control"] == "private, no-store"
     found = events(response)

@@ -2,6 +2,8 @@
 provider webhook uses."""
 import json
 
+from urllib.parse import urlsplit
+
 import pytest
 from sqlalchemy import func, select
 
@@ -125,7 +127,7 @@ def test_confirmed_session_exports_to_calendars(app, visitor, held):
     with app.app_context():
         booking = db.session.get(Booking, held)
         assert event.decoded("dtstart") == booking.starts_at and event.decoded("dtend") == booking.ends_at
-        assert str(event["url"]) == booking.meeting_url and str(event["uid"]) == f"booking-{held}@localhost"
+        assert str(event["url"]) == booking.meeting_url and str(event["uid"]) == f"booking-{held}@{urlsplit(app.config['SITE_URL']).hostname}"
     page = visitor.get(f"/bookings/{held}").get_data(as_text=True)
     assert "https://calendar.google.com/calendar/render?action=TEMPLATE" in page
     visitor.logout()
