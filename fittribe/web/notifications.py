@@ -1,4 +1,4 @@
-from flask import Blueprint, flash, request, url_for
+from flask import Blueprint, flash, url_for
 from flask_login import current_user, login_required
 
 from ..services import notify
