@@ -25,6 +25,7 @@ import pytest
 import redis as redis_lib
 import requests
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from config import limits_storage_uri
 from fittribe import embedded
@@ -138,8 +139,15 @@ def _clean_state(request):
     with app.app_context():
         db.session.remove()
         tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-        with db.engine.begin() as connection:
-            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for attempt in range(5):
+            try:
+                with db.engine.begin() as connection:
+                    connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                break
+            except OperationalError:  # a live server's request still reading: PostgreSQL picked us
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
     _flush_keeping_claim(app.config["REDIS_URL"])
 
 
