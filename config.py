@@ -189,8 +189,8 @@ class Config:
     PHOTO_STORAGE = os.environ.get("PHOTO_STORAGE", "local")
     PHOTO_DIR = os.environ.get("PHOTO_DIR") or str(INSTANCE_DIR / "media")
     PHOTO_MAX_BYTES = int(os.environ.get("PHOTO_MAX_BYTES", 5 * 1024 * 1024))
-    # No request body may be larger than a photo plus the form around it (413 otherwise).
-    MAX_CONTENT_LENGTH = PHOTO_MAX_BYTES + 1024 * 1024
+    # The photo upload alone may send more than MAX_CONTENT_LENGTH: a photo plus the form around it.
+    PHOTO_UPLOAD_MAX_LENGTH = PHOTO_MAX_BYTES + 1024 * 1024
     PHOTO_SIZE = int(os.environ.get("PHOTO_SIZE", 320))  # pixels, square
     S3_BUCKET = os.environ.get("S3_BUCKET") or None
     S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL") or None  # None = AWS itself

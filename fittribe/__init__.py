@@ -77,6 +77,11 @@ def _derive_settings(app: Flask) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
+    @app.before_request  # before CSRFProtect reads the form: the one route that takes a larger body
+    def allow_photo_uploads() -> None:
+        if request.endpoint == "dashboard.profile_photo":
+            request.max_content_length = app.config["PHOTO_UPLOAD_MAX_LENGTH"]
+
     _share_redis_pool_with_limiter(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)

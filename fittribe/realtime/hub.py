@@ -266,7 +266,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         self._new_since_freeze = 0
         self._ending: Group | None = None  # clean-ups of hub-written streams (gevent only)
         self._app = None
-        self._renders: OrderedDict[tuple, bytes] = OrderedDict()  # (fragment, key, variant, position) -> message
+        self._renders: OrderedDict[tuple, bytes] = OrderedDict()  # (change, fragment, key, variant) -> message
 
     # --- publishing (same signature as flask-sse) ---------------------------------------
     @property
@@ -456,7 +456,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
                 for subscription in tuple(streams):
                     subscription.close(END_OF_RESPONSE)
                 return
-            fragment, key = fields.pop("fragment", None), fields.pop("key", None)
+            fragment, key, change = fields.pop("fragment", None), fields.pop("key", None), fields.pop("change", None)
             message = Message(**fields)
         except (ValueError, TypeError):
             log.warning("Ignoring malformed SSE message on %s", channel)
@@ -466,7 +466,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         position = int(message.id) if isinstance(message.id, int) or str(message.id).isdecimal() else None
         streams = tuple(streams)  # a copy: streams come and go while we deliver
         if fragment is not None:
-            self._push(live.FRAGMENTS.get(fragment), key, position, streams)
+            self._push(live.FRAGMENTS.get(fragment), key, position, change, streams)
             return
         text = str(message).encode()
         framed = chunk(text)
@@ -474,14 +474,14 @@ class RealtimeHub(ServerSentEventsBlueprint):
             subscription.deliver(position, text, framed)
 
     # --- pushed fragments: rendered once per viewer variant ----------------------------------
-    def _push(self, fragment, key, position: int, streams) -> None:
+    def _push(self, fragment, key, position: int, change: str | None, streams) -> None:
         if fragment is None:
             return
         by_variant: dict = {}
         for subscription in streams:
             by_variant.setdefault(self.variant(fragment, subscription), []).append(subscription)
         for variant, subscriptions in by_variant.items():
-            text = self.rendered(fragment, key, position, subscriptions[0])
+            text = self.rendered(fragment, key, position, change, subscriptions[0])
             framed = chunk(text)
             for subscription in subscriptions:
                 subscription.deliver(position, text, framed)
@@ -490,11 +490,11 @@ class RealtimeHub(ServerSentEventsBlueprint):
     def variant(fragment, subscription):
         return None if fragment.per_user else subscription.viewer
 
-    def rendered(self, fragment, key, position: int, subscription) -> bytes:
+    def rendered(self, fragment, key, position: int, change: str | None, subscription) -> bytes:
         """The SSE message pushing `fragment` for this subscription's variant, rendered once per
-        (fragment, key, variant, position) in this process. A fragment that fails to render
+        change (fragment, key, variant) in this process. A fragment that fails to render
         becomes a named event, so the pages re-fetch it instead."""
-        cache_key = (fragment.name, key, self.variant(fragment, subscription), position)
+        cache_key = (change or position, fragment.name, key, self.variant(fragment, subscription))
         text = self._renders.get(cache_key)
         if text is None:
             try:

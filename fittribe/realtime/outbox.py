@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import redis
@@ -57,7 +58,8 @@ def record(channel: str, *, partial: str | None = None, context: dict | None = N
     - `partial`/`context`: an unnamed message whose HTML is rendered once, at publication.
     - `type`/`data`: a named event; pages that listen re-fetch their own fragment."""
     if fragment:
-        payload = {"fragment": fragment, "key": key}
+        # `change` names this change for render caches (positions restart only with an emptied outbox).
+        payload = {"fragment": fragment, "key": key, "change": uuid.uuid4().hex}
     elif partial:
         payload = {"partial": partial, "context": context or {}}
     else:
@@ -76,7 +78,8 @@ def render_data(payload: dict) -> str:
 def wire_message(position: int, type_: str | None, payload: dict) -> dict:
     """What goes to Redis: flask-sse's message fields, plus the fragment to render for a push."""
     if payload.get("fragment"):
-        return {"data": "", "type": None, "id": position, "fragment": payload["fragment"], "key": payload.get("key")}
+        return {"data": "", "type": None, "id": position, "fragment": payload["fragment"], "key": payload.get("key"),
+                "change": payload.get("change")}
     return Message(render_data(payload), type=type_, id=position).to_dict()
 
 

@@ -103,7 +103,7 @@ def _coalesced(events: list) -> list:
 def _replayed(event, subscription) -> bytes:
     fragment = live.FRAGMENTS.get(event.payload.get("fragment") or "")
     if fragment is not None:
-        return sse.rendered(fragment, event.payload.get("key"), event.position, subscription)
+        return sse.rendered(fragment, event.payload.get("key"), event.position, event.payload.get("change"), subscription)
     return str(Message(outbox.render_data(event.payload), type=event.type, id=event.position)).encode()
 
 
