@@ -200,7 +200,7 @@ class FreezableProxy:
                 if not data:
                     break
                 sink.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # closed under us (ValueError: select() on a closed socket)
             pass
         finally:
             for sock in (source, sink):
