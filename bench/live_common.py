@@ -379,7 +379,7 @@ class RawSSE(asyncio.Protocol):
                 event_id = line[3:].strip().decode()
             elif line.startswith(b"event:"):
                 event = line[6:].strip().decode()
-        if data or event:
+        if data or event or event_id:  # an id alone: htmx keeps it for its next Last-Event-ID
             self.on_event(event_id, event, b"\n".join(data).decode())
 
     def _dechunk(self, data):

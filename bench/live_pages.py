@@ -267,6 +267,8 @@ class Page:
         if event_id:
             self.last_id = event_id
         c = self.client
+        if not data and not event:
+            return  # an id alone (a superseded change in a replay): nothing to swap
         if event and event != "message":
             c.stats["named_events"] += 1
             for trigger in self.triggers_for(event):

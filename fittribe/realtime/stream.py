@@ -78,7 +78,9 @@ def _replay(last_position: int, channels: list[str], subscription) -> tuple[list
         # and the stream goes on from the newest position.
         newest = outbox.latest_position()
         return [str(Message("", type=live.RESYNC, id=newest)).encode()], newest
-    messages = [_replayed(event, subscription) for event in _coalesced(events)]
+    latest = _latest_of_each_change(events)
+    messages = [_replayed(event, subscription) if event in latest else str(Message("", id=event.position)).encode()
+                for event in events]
     return messages, (events[-1].position if events else last_position)
 
 
@@ -91,13 +93,14 @@ def _same_change(event) -> tuple | None:
     return None  # a message of its own (a notification)
 
 
-def _coalesced(events: list) -> list:
+def _latest_of_each_change(events: list) -> set:
+    """The events a replay sends in full. One superseded by a later one of the same change goes as
+    its id alone: the page still hears every position once and in order (htmx keeps the id for its
+    next reconnect), and renders the fragment once, in its latest state."""
     last_of = {}
-    for index, event in enumerate(events):
-        if (same := _same_change(event)) is not None:
-            last_of[same] = index
-    return [event for index, event in enumerate(events)
-            if (same := _same_change(event)) is None or last_of[same] == index]
+    for event in events:
+        last_of[_same_change(event) or ("own", event.position)] = event
+    return set(last_of.values())
 
 
 def _replayed(event, subscription) -> bytes:

@@ -242,3 +242,23 @@ def test_every_live_fragment_has_a_sender_a_listening_template_and_an_endpoint(a
             assert fragment.context and fragment.load_context  # the hub can render it
     with app.app_context():
         assert outbox.latest_position() >= 0
+
+
+def test_a_replay_renders_a_fragment_once_and_still_names_every_position(app, live_server, demo):
+    """Two changes of Maya's calendar while a page was away: the replay sends the first as its id
+    alone (the page keeps it for its next Last-Event-ID) and the latest calendar once, in order."""
+    with app.app_context():
+        maya = db.session.scalar(select(TrainerProfile.id).where(TrainerProfile.slug == "maya-chen"))
+        start = outbox.latest_position()
+        positions = []
+        for _ in range(2):
+            live.announce(live.CALENDAR, maya)
+            db.session.commit()
+            positions.append(outbox.latest_position())
+    stream = SSEClient(requests.Session(), f"{live_server}/stream?trainer={maya}&last_event_id={start}")
+    try:
+        first, second = stream.next(), stream.next()
+    finally:
+        stream.close()
+    assert first == {"id": str(positions[0]), "data": ""}
+    assert second["id"] == str(positions[1]) and 'id="availability"' in second["data"]
