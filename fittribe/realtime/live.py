@@ -118,10 +118,9 @@ class Viewer:
         return self.role in roles
 
     @classmethod
-    def of(cls, user, browser_zone: str | None = None) -> "Viewer":
-        if user.is_authenticated:
-            return cls(True, user.role, user.time_zone)
-        return cls(False, None, browser_zone)
+    def of(cls, user) -> "Viewer":
+        """flask_login's user: an account, or a Visitor (no role, the browser's clock)."""
+        return cls(user.is_authenticated, user.role, user.time_zone)
 
 
 def render(fragment: LiveFragment, key, push: bool = True) -> str:

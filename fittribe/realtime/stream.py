@@ -177,7 +177,7 @@ def stream():
     # meanwhile is held and sent after the replay, less what the replay already had.
     sock = _gunicorn_socket(request.environ)
     subscription = sse.subscribe(channels, hub_writes=sock is not None,
-                                 viewer=live.Viewer.of(current_user, live.browser_zone()),
+                                 viewer=live.Viewer.of(current_user),
                                  user_id=current_user.id if current_user.is_authenticated else None)
     first = [b": connected\n\n"]
     position = 0

@@ -98,33 +98,35 @@ def test_concurrent_writers_reach_a_reconnecting_page_exactly_once_in_order(app,
     assert received == sorted(received)  # in publication order
 
 
+def _notify_now(app, user_id: int, message: str) -> None:
+    with app.app_context():
+        notify(user_id, "test", message)
+        db.session.commit()
+
+
+def _first_event_data(session, url: str) -> str:
+    stream = SSEClient(session, url)
+    try:
+        return stream.next()["data"]
+    finally:
+        stream.close()
+
+
 def test_a_page_resumes_from_the_position_it_was_rendered_at(app, live_server, demo):
     member = _user(app, "member@fittribe.example")
     session = requests.Session()
     live_login(session, live_server, "member@fittribe.example")
     url = live_server + _stream_url(session.get(live_server + "/dashboard/").text)
-    with app.app_context():  # happens between the page's render and its stream's first connect
-        notify(member, "test", "between render and connect")
-        db.session.commit()
-    stream = SSEClient(session, url)
-    try:
-        assert "between render and connect" in stream.next()["data"]
-    finally:
-        stream.close()
+    _notify_now(app, member, "between render and connect")  # before the stream's first connect
+    assert "between render and connect" in _first_event_data(session, url)
 
     # A stream reset before it received anything reconnects with the same URL: it still resumes.
     fresh_url = live_server + _stream_url(session.get(live_server + "/dashboard/").text)
     stream = SSEClient(session, fresh_url)
     stream.next(comments=True)
     stream.close()
-    with app.app_context():
-        notify(member, "test", "while the first connection was down")
-        db.session.commit()
-    stream = SSEClient(session, fresh_url)
-    try:
-        assert "while the first connection was down" in stream.next()["data"]
-    finally:
-        stream.close()
+    _notify_now(app, member, "while the first connection was down")
+    assert "while the first connection was down" in _first_event_data(session, fresh_url)
 
 
 def test_a_dropped_stream_frees_its_slot_at_once(app, live_server, demo):
