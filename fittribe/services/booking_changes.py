@@ -27,6 +27,7 @@ from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed,
                       is_free, lock_trainers, slots_for)
 from .notify import alert_admins, notify
+from .terms import free_cancel_open
 
 REASON_MAX = 500
 
@@ -45,8 +46,7 @@ def _by_member(booking: Booking, user: User) -> bool:
 
 
 def _refund_window_open(booking: Booking, now: datetime) -> bool:
-    hours = current_app.config["CANCEL_FULL_REFUND_HOURS"]
-    return booking.starts_at - now >= timedelta(hours=hours)
+    return free_cancel_open(booking.starts_at, now)
 
 
 def cancel_terms(booking: Booking, user: User, now: datetime | None = None) -> ChangeTerms:
