@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +26,7 @@ from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed,
                       is_free, lock_trainers, slots_for)
 from .notify import alert_admins, notify
+from .time_zones import on_clock
 
 REASON_MAX = 500
 
@@ -174,8 +174,7 @@ def _length(booking: Booking) -> int:
 
 def _when(booking: Booking, reader: User, start: datetime | None = None) -> str:
     """The start on the reader's own clock, zone named (notification texts are stored as written)."""
-    local = (start or booking.starts_at).astimezone(ZoneInfo(reader.time_zone))
-    return local.strftime("%a %-d %b %H:%M ") + reader.time_zone.replace("_", " ")
+    return on_clock(start or booking.starts_at, reader.time_zone)
 
 
 def no_show_terms(booking: Booking, user: User, now: datetime | None = None) -> ChangeTerms:
