@@ -41,7 +41,7 @@ def pick():
         if current_user.is_authenticated:
             accounts.set_time_zone(current_user, zone)  # the validator let only real zones through
         flash(f"Times are now shown in {zone_name(zone)}, your time." if zone else
-              "Times now follow this browser's time zone.", "success")
+              "Times now follow this browser's time zone (without JavaScript, each trainer's).", "success")
         return remember_zone(see_other(back), zone)
     return render("pages/time_zone.html", "partials/time_zone_form.html", status=422 if form.errors else 200,
                   form=form, back=back)
