@@ -457,6 +457,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
                     subscription.close(END_OF_RESPONSE)
                 return
             fragment, key, change = fields.pop("fragment", None), fields.pop("key", None), fields.pop("change", None)
+            spans = fields.pop("spans", None)
             message = Message(**fields)
         except (ValueError, TypeError):
             log.warning("Ignoring malformed SSE message on %s", channel)
@@ -466,7 +467,7 @@ class RealtimeHub(ServerSentEventsBlueprint):
         position = int(message.id) if isinstance(message.id, int) or str(message.id).isdecimal() else None
         streams = tuple(streams)  # a copy: streams come and go while we deliver
         if fragment is not None:
-            self._push(live.FRAGMENTS.get(fragment), key, position, change, streams)
+            self._push(live.FRAGMENTS.get(fragment), key, position, change, streams, spans)
             return
         text = str(message).encode()
         framed = chunk(text)
@@ -474,14 +475,14 @@ class RealtimeHub(ServerSentEventsBlueprint):
             subscription.deliver(position, text, framed)
 
     # --- pushed fragments: rendered once per viewer variant ----------------------------------
-    def _push(self, fragment, key, position: int, change: str | None, streams) -> None:
+    def _push(self, fragment, key, position: int, change: str | None, streams, spans=None) -> None:
         if fragment is None:
             return
         by_variant: dict = {}
         for subscription in streams:
             by_variant.setdefault(self.variant(fragment, subscription), []).append(subscription)
         for variant, subscriptions in by_variant.items():
-            text = self.rendered(fragment, key, position, change, subscriptions[0])
+            text = self.rendered(fragment, key, position, change, subscriptions[0], spans)
             framed = chunk(text)
             for subscription in subscriptions:
                 subscription.deliver(position, text, framed)
@@ -490,16 +491,18 @@ class RealtimeHub(ServerSentEventsBlueprint):
     def variant(fragment, subscription):
         return None if fragment.per_user else subscription.viewer
 
-    def rendered(self, fragment, key, position: int, change: str | None, subscription) -> bytes:
+    def rendered(self, fragment, key, position: int, change: str | None, subscription, spans=None) -> bytes:
         """The SSE message pushing `fragment` for this subscription's variant, rendered once per
-        change (fragment, key, variant) in this process. A fragment that fails to render
-        becomes a named event, so the pages re-fetch it instead."""
-        cache_key = (change or position, fragment.name, key, self.variant(fragment, subscription))
+        change (fragment, key, variant) in this process: the whole fragment, or with `spans`
+        (live pushes of a fragment declared with parts) only the parts those times touched. A
+        fragment that fails to render becomes a named event, so the pages re-fetch it instead."""
+        in_parts = bool(spans and fragment.parts)
+        cache_key = (change or position, fragment.name, key, self.variant(fragment, subscription), in_parts)
         text = self._renders.get(cache_key)
         if text is None:
             try:
                 with self._app.test_request_context("/"):
-                    html = live.render_for(fragment, key, subscription.viewer)
+                    html = live.render_for(fragment, key, subscription.viewer, spans if in_parts else None)
                 text = str(Message(html, id=position)).encode()
             except Exception:
                 log.exception("Rendering live fragment %s(%s) failed; pages re-fetch it", fragment.name, key)

@@ -40,6 +40,11 @@ class LiveFragment:
     throttle: str = ""  # re-fetch at most once per this interval (hx-trigger's throttle)
     swap: str = "outerHTML"  # innerHTML keeps the element (and its throttle) in place
     event: str = ""  # the named event, when several fragments re-fetch on one (default: name)
+    # "module:function"(key, spans) -> the `data-part` groups of the fragment that a change over
+    # those (start, end) times can touch, or None for all. A live push of a change announced with
+    # spans then carries only those parts, each swapped by its id (fittribe/realtime/parts.py);
+    # replays and re-fetches carry the whole fragment.
+    parts: str | None = None
 
     @property
     def event_name(self) -> str:
@@ -49,10 +54,17 @@ class LiveFragment:
         return self.name if key is None or self.channel(key) != PUBLIC else f"{self.name}-{key}"
 
     def load_context(self, key) -> dict | None:
-        from importlib import import_module
+        return _function(self.context)(key)
 
-        module, function = self.context.split(":")
-        return getattr(import_module(f"fittribe.{module}"), function)(key)
+    def touched_parts(self, key, spans) -> set[str] | None:
+        return _function(self.parts)(key, spans) if self.parts and spans else None
+
+
+def _function(name: str) -> Callable:
+    from importlib import import_module
+
+    module, function = name.split(":")
+    return getattr(import_module(f"fittribe.{module}"), function)
 
 
 FRAGMENTS: dict[str, LiveFragment] = {}
@@ -86,12 +98,14 @@ CHARTS = _declare(LiveFragment(
     delivery=REFETCH, throttle="5s", event="metrics-changed", swap="innerHTML"))
 
 
-def announce(fragment: LiveFragment, key=None) -> None:
-    """Add "this fragment changed" to the caller's transaction (published after its commit)."""
+def announce(fragment: LiveFragment, key=None, spans=()) -> None:
+    """Add "this fragment changed" to the caller's transaction (published after its commit).
+    `spans`: the (start, end) times the change touched, for fragments pushed in parts."""
     from . import outbox
 
     if fragment.delivery == PUSH:
-        outbox.record(fragment.channel(key), fragment=fragment.name, key=key)
+        times = [[start.isoformat(), end.isoformat()] for start, end in spans] if fragment.parts else None
+        outbox.record(fragment.channel(key), fragment=fragment.name, key=key, spans=times)
     else:
         outbox.record(fragment.channel(key), type=fragment.event_name, data="" if key is None else str(key))
 
@@ -124,20 +138,27 @@ class Viewer:
         return cls(user.is_authenticated, user.role, user.time_zone)
 
 
-def render(fragment: LiveFragment, key, push: bool = True) -> str:
+def render(fragment: LiveFragment, key, push: bool = True, spans=None) -> str:
     """The fragment for the current viewer (flask_login.current_user). A push carries no CSRF
-    token: `csrf_token()` renders empty and live.js fills the page's own in on submit."""
+    token: `csrf_token()` renders empty and live.js fills the page's own in on submit. With
+    `spans`, only the parts they touch, each an out-of-band swap by id (realtime/parts.py)."""
     from flask import render_template
+
+    from .parts import out_of_band_parts
 
     context = fragment.load_context(key)
     if context is None:
         return ""
-    if push:
-        context = {**context, "push": True, "csrf_token": lambda: ""}
-    return render_template(fragment.partial, **context)
+    if not push:
+        return render_template(fragment.partial, **context)
+    context = {**context, "push": True, "csrf_token": lambda: ""}
+    touched = fragment.touched_parts(key, spans)
+    if touched is None:
+        return render_template(fragment.partial, **context)
+    return out_of_band_parts(render_template(fragment.partial, **context, only_parts=touched))
 
 
-def render_for(fragment: LiveFragment, key, viewer: Viewer | None) -> str:
+def render_for(fragment: LiveFragment, key, viewer: Viewer | None, spans=None) -> str:
     """Render a push inside a request context of its own, as `viewer` (or, for a user's own
     fragment, as that user): nothing of the request that happens to run it can leak in."""
     from flask import g
@@ -156,7 +177,7 @@ def render_for(fragment: LiveFragment, key, viewer: Viewer | None) -> str:
             g._login_user = user  # what flask_login.current_user returns while rendering
         else:
             g._login_user = viewer or Viewer(False)
-        return render(fragment, key)
+        return render(fragment, key, spans=spans)
     finally:
         g.pop("_login_user", None)
         if saved is not None:

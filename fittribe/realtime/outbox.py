@@ -50,7 +50,7 @@ UPDATE events SET position = bumped.base + todo.n FROM todo, bumped WHERE events
 
 def record(channel: str, *, partial: str | None = None, context: dict | None = None,
            type: str | None = None, data: str = "", fragment: str | None = None,
-           key: int | str | None = None) -> Event:
+           key: int | str | None = None, spans: list[list[str]] | None = None) -> Event:
     """Add an event to the current transaction (services call it through realtime.live).
 
     - `fragment`/`key`: a live fragment of the registry; each worker's hub renders it once per
@@ -60,6 +60,8 @@ def record(channel: str, *, partial: str | None = None, context: dict | None = N
     if fragment:
         # `change` names this change for render caches (positions restart only with an emptied outbox).
         payload = {"fragment": fragment, "key": key, "change": uuid.uuid4().hex}
+        if spans:  # the times the change touched: a live push then carries only those parts
+            payload["spans"] = spans
     elif partial:
         payload = {"partial": partial, "context": context or {}}
     else:
