@@ -84,12 +84,13 @@ def _active_busy(trainer_id: int, now: datetime, ignore_booking_id: int | None =
     return [Busy(start, end) for start, end in db.session.execute(union_all(bookings, calendar))]
 
 
-def announce_slots_changed(trainer_id: int) -> None:
-    """The trainer's free time changed: the search's next free start follows in the same
-    transaction, and every open profile of this trainer gets its new calendar (pushed); when the
-    next free start moved, so does every open card of the trainer (search, homepage)."""
+def announce_slots_changed(trainer_id: int, *spans: tuple[datetime, datetime]) -> None:
+    """The trainer's free time changed (around `spans`, the booked times that came or went; all of
+    it without them): the search's next free start follows in the same transaction, and every
+    open profile of this trainer gets its new calendar (pushed: the days around `spans`, or all);
+    when the next free start moved, so does every open card of the trainer (search, homepage)."""
     refresh_next_available([trainer_id], announce=True)
-    live.announce(live.CALENDAR, trainer_id)
+    live.announce(live.CALENDAR, trainer_id, spans)
 
 
 def announce_sessions_changed(*user_ids: int) -> None:
@@ -214,7 +215,7 @@ def _hold(member: User, trainer: TrainerProfile, starts_at: datetime, length_min
     try:
         db.session.flush()  # the exclusion constraint speaks here, before the next free time is computed
         analytics.announce_changed()
-        announce_slots_changed(trainer.id)
+        announce_slots_changed(trainer.id, (wanted.starts_at, wanted.ends_at))
         announce_sessions_changed(member.id)
         db.session.commit()
     except IntegrityError as error:  # the exclusion constraint: someone else won the race
@@ -240,7 +241,7 @@ def release(booking: Booking) -> None:
         db.session.rollback()
         raise BookingError("Only a held time can be released.")
     booking.status = BookingStatus.EXPIRED
-    announce_slots_changed(booking.trainer_id)
+    announce_slots_changed(booking.trainer_id, (booking.starts_at, booking.ends_at))
     announce_sessions_changed(booking.member_id)
     analytics.announce_changed()
     db.session.commit()
@@ -254,9 +255,11 @@ def expire_holds(now: datetime | None = None) -> list[int]:
     # Trainers first (the lock order): a hold of the same trainer ends its stale holds too.
     lock_trainers(db.session.scalars(select(Booking.trainer_id).where(expiring).distinct()))
     ended = db.session.execute(update(Booking).where(expiring).values(status=BookingStatus.EXPIRED)
-                               .returning(Booking.id, Booking.trainer_id, Booking.member_id)).all()
+                               .returning(Booking.id, Booking.trainer_id, Booking.member_id, Booking.starts_at,
+                                          Booking.ends_at)).all()
     for trainer_id in sorted({row.trainer_id for row in ended}):
-        announce_slots_changed(trainer_id)
+        spans = [(row.starts_at, row.ends_at) for row in ended if row.trainer_id == trainer_id]
+        announce_slots_changed(trainer_id, *spans)
     announce_sessions_changed(*(row.member_id for row in ended))
     for booking in db.session.scalars(select(Booking).where(Booking.id.in_([row.id for row in ended]))):
         _tell_hold_ended(booking)

@@ -96,7 +96,7 @@ def _end(booking: Booking, user: User, reason: str, now: datetime, terms_for, st
 def cancel(booking: Booking, user: User, reason: str, now: datetime | None = None) -> ChangeTerms:
     now = now or datetime.now(timezone.utc)
     terms, reason = _end(booking, user, reason, now, cancel_terms, BookingStatus.CANCELLED)
-    announce_slots_changed(booking.trainer_id)
+    announce_slots_changed(booking.trainer_id, (booking.starts_at, booking.ends_at))
     google_calendar.booking_changed(booking)
     refund_note = " Your payment is refunded in full." if terms.refund else ""
     link = f"/bookings/{booking.id}"
@@ -142,7 +142,7 @@ def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, n
         db.session.rollback()
         raise SlotTaken()
     member, trainer = booking.member, booking.trainer.user
-    old_start = booking.starts_at
+    old_start, old_end = booking.starts_at, booking.ends_at
     booking.starts_at, booking.ends_at = wanted.starts_at, wanted.ends_at
     booking.reminded_24h_at = booking.reminded_15m_at = None
     try:
@@ -150,7 +150,7 @@ def reschedule(booking: Booking, user: User, new_start: datetime, reason: str, n
     except IntegrityError as error:
         db.session.rollback()
         raise SlotTaken() from error
-    announce_slots_changed(booking.trainer_id)
+    announce_slots_changed(booking.trainer_id, (old_start, old_end), (wanted.starts_at, wanted.ends_at))
     announce_sessions_changed(member.id, trainer.id)
     google_calendar.booking_changed(booking)
     link = f"/bookings/{booking.id}"

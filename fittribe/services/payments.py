@@ -228,7 +228,7 @@ def _apply(provider: Provider, event: PaymentEvent, booking: Booking) -> str:
                                    f"{on_clock(booking.starts_at, member.time_zone)} is confirmed.", link)
     notify(trainer.id, "confirmed", f"New session booked by {member.name} for "
                                     f"{on_clock(booking.starts_at, trainer.time_zone)}.", link)
-    announce_slots_changed(booking.trainer_id)
+    announce_slots_changed(booking.trainer_id, (booking.starts_at, booking.ends_at))
     announce_sessions_changed(booking.member_id, booking.trainer.user_id)
     return "confirmed"
 
@@ -239,7 +239,7 @@ def _checkout_expired(booking: Booking, event: PaymentEvent) -> str:
         return "ignored"
     booking.status = BookingStatus.EXPIRED
     analytics.announce_changed()
-    announce_slots_changed(booking.trainer_id)
+    announce_slots_changed(booking.trainer_id, (booking.starts_at, booking.ends_at))
     announce_sessions_changed(booking.member_id)
     return "expired"
 
