@@ -79,10 +79,15 @@ class Choice:
         return self.time or self.taken
 
 
-def lay_out(trainer: TrainerProfile, zone: str, now: datetime | None = None, days: int = CALENDAR_DAYS) -> Picker:
+def lay_out(trainer: TrainerProfile, zone: str, now: datetime | None = None, days: int = CALENDAR_DAYS,
+            through: date | None = None) -> Picker:
+    """`through`: the day of a time picked on another clock (a visitor's, before logging in),
+    which may fall on the day after this clock's strip: the strip then reaches it."""
     now = now or datetime.now(timezone.utc)
     clock = ZoneInfo(zone)
     first = now.astimezone(clock).date()
+    if through is not None and first + timedelta(days=days) == through:
+        days += 1
     strip = [first + timedelta(days=offset) for offset in range(days)]
     lengths = sorted(set(trainer.session_lengths))
     # The trainer's days and the viewer's may be a day apart either way: lay out two more.

@@ -1,4 +1,6 @@
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, redirect, request, url_for
 from flask_login import current_user
@@ -107,17 +109,18 @@ def next_available_context(trainer_id: int) -> dict | None:
     return None if trainer is None else {"trainer": trainer}
 
 
-def _picker(trainer: TrainerProfile) -> picker.Picker:
-    return picker.lay_out(trainer, current_user.time_zone or trainer.time_zone)
+def _picker(trainer: TrainerProfile, picked: datetime | None = None) -> picker.Picker:
+    zone = current_user.time_zone or trainer.time_zone
+    return picker.lay_out(trainer, zone, through=picked.astimezone(ZoneInfo(zone)).date() if picked else None)
 
 
 def _chosen_calendar(trainer: TrainerProfile) -> dict:
     """The calendar with the query's choice: `length` (minutes), `day` (YYYY-MM-DD on the viewer's
     clock) and `time` (a start picked before logging in); anything not on offer falls back to the
     default (the shortest length, its first day with a free time)."""
-    laid_out = _picker(trainer)
-    choice = picker.choose(laid_out, parse_int(request.args.get("length"), 1, 24 * 60), date_arg("day"),
-                           aware_datetime(request.args.get("time")))
+    picked = aware_datetime(request.args.get("time"))
+    laid_out = _picker(trainer, picked)
+    choice = picker.choose(laid_out, parse_int(request.args.get("length"), 1, 24 * 60), date_arg("day"), picked)
     return {"calendar": laid_out, "choice": choice}
 
 

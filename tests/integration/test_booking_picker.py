@@ -295,3 +295,22 @@ def test_a_push_carries_every_day_and_length_without_the_held_time(app, demo):
         assert re.findall(r'name="csrf_token" value="([^"]*)"', html) == [""] * html.count('name="csrf_token"')
     shown = Shown(pushes["Asia/Tokyo"])
     assert (shown.length, shown.day) == ("30", default.day.isoformat())
+
+
+def test_a_time_picked_on_a_clock_behind_may_fall_the_day_after_the_strip_and_stays_holdable(app, demo):
+    """A visitor on Los Angeles time picks the last evening of the strip; logged in on London time,
+    that is the day after London's strip, which then reaches it (the time is still free)."""
+    now = datetime(2026, 7, 7, 12, tzinfo=timezone.utc)  # Tuesday: 05:00 in Los Angeles, 13:00 in London
+    with app.app_context():
+        trainer = maya(db.session)
+        last_day = picker.lay_out(trainer, "America/Los_Angeles", now=now).length(60).days[-1]
+        assert last_day.date == date(2026, 7, 20)  # a Monday: she works 17:00-20:00 too
+        picked = last_day.times[-1]  # 19:00 in Los Angeles = 03:00 on Tuesday 21 July in London
+        london_day = picked.astimezone(ZoneInfo("Europe/London")).date()
+        assert london_day == date(2026, 7, 21)
+        plain = picker.lay_out(trainer, "Europe/London", now=now)
+        assert plain.length(60).days[-1].date == date(2026, 7, 20)
+        reaching = picker.lay_out(trainer, "Europe/London", now=now, through=london_day)
+        choice = picker.choose(reaching, 60, time=picked)
+    assert choice.time == picked and choice.day == london_day and choice.day_chosen
+    assert len(reaching.lengths[0].days) == picker.CALENDAR_DAYS + 1
