@@ -28,6 +28,10 @@ def choose_last_free_day_and_60_minutes(page: Page, javascript: bool) -> str:
     day = day_link.get_attribute("data-day")
     name = datetime.fromisoformat(day).strftime("%A %-d %B")
     expect(day_link).to_have_accessible_name(re.compile(rf"^{name}, \d+ free times?$"))
+    if javascript:  # the calendar says it is loading while htmx fetches the choice
+        page.evaluate("""window.__calendarLoading = false; new MutationObserver(changes => changes.forEach(c => {
+            if (c.target.id === 'calendar' && c.target.classList.contains('htmx-request')) window.__calendarLoading = true;
+        })).observe(document.body, {attributes: true, subtree: true, attributeFilter: ['class']})""")
     day_link.click()
     expect(page).to_have_url(re.compile(rf"[?&]day={day}&length=30"))
     calendar = page.locator("#calendar")
@@ -42,6 +46,7 @@ def choose_last_free_day_and_60_minutes(page: Page, javascript: bool) -> str:
     expect(page.get_by_role("heading", name=f"{name} · 60-minute sessions")).to_be_visible()
     if javascript:
         assert_same_document(page)  # htmx swapped the calendar; the address followed
+        assert page.evaluate("window.__calendarLoading") is True
     return day
 
 
