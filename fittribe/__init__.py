@@ -141,10 +141,10 @@ def _register_blueprints(app: Flask) -> None:
     from .realtime import live, outbox
     from .realtime.stream import sse
     from .web import (admin, analytics, auth, bookings, calendar_feed, dashboard, google, media, notifications,
-                      payments, public, reviews, trainers)
+                      payments, public, reviews, trainers, zones)
 
     for module in (public, trainers, bookings, payments, auth, dashboard, notifications, admin, analytics,
-                   calendar_feed, google, reviews, media):
+                   calendar_feed, google, reviews, media, zones):
         app.register_blueprint(module.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     sse.configure(app.config.get("REDIS_URL"), app.config["SSE_CHANNEL_PREFIX"], app.config["SSE_HEARTBEAT_SECONDS"],
@@ -182,12 +182,24 @@ def _register_hooks(app: Flask) -> None:
         if user is not None and user.is_authenticated and "Cache-Control" not in response.headers:
             # A page made for one logged-in person: no browser history cache or proxy keeps a copy.
             response.headers["Cache-Control"] = "private, no-store"
+        zones.mark_zone_notice_shown(response)
         if app.config["SERVER_TIMING"] and "request_started" in g:
             elapsed_ms = (time.perf_counter() - g.request_started) * 1000
             response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
         return response
 
+    from .services import time_zones
     from .services.search import LANGUAGES
+    from .web import zones
+
+    app.add_template_filter(time_zones.zone_name, "zone_name")
+    app.add_template_filter(time_zones.city, "city")
+    app.jinja_env.globals.update(zone_notice_due=zones.zone_notice_due, switcher_link=zones.switcher_link)
+
+    @app.template_filter("zone_gap")
+    def zone_gap(zone: str, from_zone: str) -> str:
+        """"8 hours ahead of you" (`from_zone`), now."""
+        return time_zones.gap(zone, from_zone, datetime.now(timezone.utc))
 
     @app.template_filter("localtime")
     def localtime(timestamp: float, zone: str) -> str:

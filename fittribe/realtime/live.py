@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from .channels import ADMIN, PUBLIC, trainer_channel, user_channel
 
 PUSH, REFETCH = "push", "refetch"
 RESYNC = "live:resync"  # named event: every live element on the page re-fetches itself
-ZONE_COOKIE = "tz"  # the browser's time zone, set by live.js (anonymous visitors' clock)
+ZONE_COOKIE = "tz"  # anonymous visitors' clock: the browser's zone (live.js) or one picked (web/zones.py)
+ZONE_PICKED_COOKIE = "tz_picked"  # the zone was picked in the switcher: live.js leaves it alone
+ZONE_TOLD_COOKIE = "tz_told"  # a visitor without JS was told once that times are on the trainers' clocks
 
 
 @dataclass(frozen=True)
@@ -164,16 +165,11 @@ def render_for(fragment: LiveFragment, key, viewer: Viewer | None) -> str:
             g._login_user = saved
 
 
-@cache
-def _zones() -> frozenset[str]:
-    from zoneinfo import available_timezones
-
-    return frozenset(available_timezones())
-
-
 def browser_zone() -> str | None:
-    """The time zone the browser reported (cookie), if it is a real one."""
+    """The time zone the browser reported or its visitor picked (cookie), if it is a real one."""
     from flask import request
 
-    zone = request.cookies.get(ZONE_COOKIE, "")
-    return zone if zone in _zones() else None
+    from ..services.time_zones import is_zone
+
+    zone = request.cookies.get(ZONE_COOKIE)
+    return zone if is_zone(zone) else None

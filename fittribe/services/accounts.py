@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import Role, TrainerProfile, User
 from ..realtime.channels import user_channel
 from ..realtime.hub import sse
-from . import analytics
+from . import analytics, time_zones
 from .links import site_url
 from .mailer import send_mail
 
@@ -57,6 +57,8 @@ def register(data: SignUp) -> User:
     created through sign-up."""
     if data.role not in (Role.MEMBER, Role.TRAINER):
         raise AccountError("role", "Choose member or trainer.")
+    if not time_zones.is_zone(data.time_zone):
+        raise AccountError("time_zone", "Choose a time zone from the list.")
     email = normalise_email(data.email)
     if find_user_by_email(email) is not None:
         raise AccountError("email", "An account with this email already exists. Log in or reset your password.")
@@ -69,6 +71,15 @@ def register(data: SignUp) -> User:
     analytics.announce_changed()  # a sign-up: the admins' new-user figures change
     db.session.commit()
     return user
+
+
+def set_time_zone(user: User, zone: str) -> None:
+    """The clock every time is shown on for this account (a trainer's profile keeps its own zone:
+    where she works, which lays out her weekly hours)."""
+    if not time_zones.is_zone(zone):
+        raise AccountError("zone", "Choose a time zone from the list.")
+    user.time_zone = zone
+    db.session.commit()
 
 
 def unique_trainer_slug(name: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import exists, func, or_, select, union_all, update
@@ -24,6 +23,7 @@ from ..realtime import live
 from . import analytics
 from .availability import Busy, DateOverride, Policy, Slot, WeeklyHours, free_slots
 from .notify import notify
+from .time_zones import on_clock
 
 
 class BookingError(ValueError):
@@ -277,11 +277,9 @@ def expire_holds(now: datetime | None = None) -> list[int]:
 
 def _tell_hold_ended(booking: Booking) -> None:
     """Both people hear that an unpaid hold ran out (the member can hold the time again if free)."""
-    start = booking.starts_at
     for person in (booking.member, booking.trainer.user):
-        local = start.astimezone(ZoneInfo(person.time_zone)).strftime("%a %-d %b %H:%M")
         who = f"with {booking.trainer.display_name}" if person.id == booking.member_id else f"by {booking.member.name}"
-        notify(person.id, "hold-expired", f"The unpaid hold on {local} ({person.time_zone.replace('_', ' ')}) "
+        notify(person.id, "hold-expired", f"The unpaid hold on {on_clock(booking.starts_at, person.time_zone)} "
                                           f"{who} ran out; the time is free again.", f"/trainers/{booking.trainer.slug}")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +26,8 @@ from .availability import Slot
 from .booking import (BookingError, SlotTaken, announce_sessions_changed, announce_slots_changed,
                       is_free, lock_trainers, slots_for)
 from .notify import alert_admins, notify
+from .terms import free_cancel_open
+from .time_zones import on_clock
 
 REASON_MAX = 500
 
@@ -45,8 +46,7 @@ def _by_member(booking: Booking, user: User) -> bool:
 
 
 def _refund_window_open(booking: Booking, now: datetime) -> bool:
-    hours = current_app.config["CANCEL_FULL_REFUND_HOURS"]
-    return booking.starts_at - now >= timedelta(hours=hours)
+    return free_cancel_open(booking.starts_at, now)
 
 
 def cancel_terms(booking: Booking, user: User, now: datetime | None = None) -> ChangeTerms:
@@ -174,8 +174,7 @@ def _length(booking: Booking) -> int:
 
 def _when(booking: Booking, reader: User, start: datetime | None = None) -> str:
     """The start on the reader's own clock, zone named (notification texts are stored as written)."""
-    local = (start or booking.starts_at).astimezone(ZoneInfo(reader.time_zone))
-    return local.strftime("%a %-d %b %H:%M ") + reader.time_zone.replace("_", " ")
+    return on_clock(start or booking.starts_at, reader.time_zone)
 
 
 def no_show_terms(booking: Booking, user: User, now: datetime | None = None) -> ChangeTerms:

@@ -35,7 +35,6 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import requests
 from authlib.common.security import generate_token
@@ -50,6 +49,7 @@ from ..models import (Booking, BookingStatus, CalendarBusy, ConnectionStatus, Go
 from .booking import BookingError, announce_slots_changed
 from .calendar import session_title
 from .notify import notify, notify_admins
+from .time_zones import on_clock
 
 SCOPES = ("https://www.googleapis.com/auth/calendar.readonly", "https://www.googleapis.com/auth/calendar.events")
 TIMEOUT = (3.05, 10)  # seconds to connect, to read
@@ -396,7 +396,7 @@ def _overlaps(booking: Booking, intervals) -> bool:
 
 def _tell_conflict(trainer: TrainerProfile, booking: Booking) -> None:
     """The documented rule: the hold or booking stands; the trainer decides."""
-    local = booking.starts_at.astimezone(ZoneInfo(trainer.user.time_zone)).strftime("%a %-d %b %H:%M")
+    local = on_clock(booking.starts_at, trainer.user.time_zone)
     what = "session" if booking.status is BookingStatus.CONFIRMED else "held time"
     notify(trainer.user_id, "calendar-conflict",
            f"Your Google Calendar now shows you busy during the {what} with {booking.member.name} on {local}. "

@@ -26,6 +26,7 @@ from . import analytics, google_calendar, meetings
 from .availability import Slot
 from .booking import announce_sessions_changed, announce_slots_changed, is_free, lock_trainers
 from .notify import alert_admins, notify
+from .time_zones import on_clock
 
 TOLERANCE_SECONDS = 300
 
@@ -222,8 +223,11 @@ def _apply(provider: Provider, event: PaymentEvent, booking: Booking) -> str:
     meetings.attach(booking)
     google_calendar.booking_changed(booking)
     link = f"/bookings/{booking.id}"
-    notify(booking.member_id, "confirmed", f"Booked: your session with {booking.trainer.display_name} is confirmed.", link)
-    notify(booking.trainer.user_id, "confirmed", f"New session booked by {booking.member.name}.", link)
+    member, trainer = booking.member, booking.trainer.user
+    notify(member.id, "confirmed", f"Booked: your session with {booking.trainer.display_name} on "
+                                   f"{on_clock(booking.starts_at, member.time_zone)} is confirmed.", link)
+    notify(trainer.id, "confirmed", f"New session booked by {member.name} for "
+                                    f"{on_clock(booking.starts_at, trainer.time_zone)}.", link)
     announce_slots_changed(booking.trainer_id)
     announce_sessions_changed(booking.member_id, booking.trainer.user_id)
     return "confirmed"

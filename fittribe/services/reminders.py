@@ -14,6 +14,7 @@ from ..models import Booking, BookingStatus, Notification, User
 from .links import site_url
 from .mailer import send_mail
 from .notify import notify
+from .time_zones import zone_name
 
 SUBJECTS = {"confirmed": "Your FitTribe session is booked", "cancelled": "A FitTribe session was cancelled",
             "rescheduled": "A FitTribe session moved", "refund": "Your FitTribe refund",
@@ -76,4 +77,4 @@ def _remind(booking: Booking, soon: bool) -> None:
         start = booking.starts_at.astimezone(ZoneInfo(person.time_zone))
         when = f"in 15 minutes, at {start:%H:%M}" if soon else f"on {start:%A %-d %B at %H:%M}"
         notify(person.id, "reminder", f"Reminder: your session with {other} starts {when} "
-                                      f"({person.time_zone.replace('_', ' ')}).{join}", link)
+                                      f"(your time, {zone_name(person.time_zone)}).{join}", link)

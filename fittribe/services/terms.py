@@ -3,7 +3,7 @@ setting can never leave a page promising something else."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 
@@ -23,7 +23,20 @@ class Terms:
 
     @staticmethod
     def free_cancel_until(starts_at: datetime) -> datetime:
-        return starts_at - timedelta(hours=current_app.config["CANCEL_FULL_REFUND_HOURS"])
+        return free_cancel_until(starts_at)
+
+    @staticmethod
+    def free_cancel_open(starts_at: datetime) -> bool:
+        return free_cancel_open(starts_at)
+
+
+def free_cancel_until(starts_at: datetime) -> datetime:
+    return starts_at - timedelta(hours=current_app.config["CANCEL_FULL_REFUND_HOURS"])
+
+
+def free_cancel_open(starts_at: datetime, now: datetime | None = None) -> bool:
+    """A member cancelling now would be refunded in full (the rule booking_changes enforces)."""
+    return (now or datetime.now(timezone.utc)) <= free_cancel_until(starts_at)
 
 
 def current_terms() -> Terms:

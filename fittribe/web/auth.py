@@ -3,7 +3,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import limiter
 from ..models import Role
+from ..realtime.live import browser_zone
 from ..services import accounts
+from ..services.time_zones import zone_name
 from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 from .htmx import render, see_other
 from .params import safe_next
@@ -31,12 +33,21 @@ def _form_response(page: str, partial: str, form, **context):
     return render(page, partial, status=422 if form.errors else 200, form=form, **context)
 
 
+def _mention_other_clock(user) -> None:
+    """Times now follow the account, not this browser: say so when the two differ."""
+    device = browser_zone()
+    if device and device != user.time_zone:
+        flash(f"Times are shown in your account's time zone, {zone_name(user.time_zone)}; this browser is on "
+              f"{zone_name(device)}. Change it at the foot of any page.", "info")
+
+
 @bp.route("/signup", methods=["GET", "POST"])
 @_limit("RATELIMIT_SIGNUP")
 def signup():
     if current_user.is_authenticated:
         return see_other(url_for("dashboard.home"))
-    form = SignupForm()
+    # The clock the visitor saw times on (the browser's, or one picked) is the account's too.
+    form = SignupForm(time_zone=current_user.time_zone or "")
     if form.validate_on_submit():
         try:
             user = accounts.register(accounts.SignUp(
@@ -72,6 +83,7 @@ def login():
         else:
             _log_in(user, remember=form.remember.data)
             flash(f"Welcome back, {user.name}.", "success")
+            _mention_other_clock(user)
             return see_other(_safe_next(url_for("dashboard.home")))
     return _form_response("pages/login.html", "partials/login_form.html", form)
 

@@ -2,28 +2,22 @@
 from __future__ import annotations
 
 from urllib.parse import urlsplit
-from zoneinfo import available_timezones
 
 from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (BooleanField, DateField, DecimalField, EmailField, IntegerField, PasswordField, RadioField,
                      SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField, TimeField)
+from wtforms.utils import unset_value
 from wtforms.widgets import CheckboxInput, ListWidget
 from wtforms.validators import (AnyOf, DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional,
                                 ValidationError)
 
+from ..realtime.live import browser_zone
 from ..services import reviews as review_rules
+from ..services import time_zones
 from ..services.search import LANGUAGES, SORTS
 
-COMMON_TIME_ZONES = [
-    "UTC", "Europe/London", "Europe/Lisbon", "Europe/Madrid", "Europe/Paris", "Europe/Berlin",
-    "Europe/Rome", "Europe/Warsaw", "Europe/Stockholm", "Europe/Athens", "Europe/Moscow", "Africa/Lagos",
-    "Africa/Johannesburg", "Asia/Dubai", "Asia/Kolkata", "Asia/Singapore", "Asia/Shanghai", "Asia/Tokyo",
-    "Asia/Seoul", "Australia/Sydney", "Pacific/Auckland", "America/Sao_Paulo", "America/Mexico_City",
-    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Toronto",
-    "America/Vancouver", "Pacific/Honolulu",
-]
 
 
 def options(pairs) -> list[SelectChoice]:
@@ -31,7 +25,6 @@ def options(pairs) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
-TIME_ZONE_CHOICES = options((zone, zone.replace("_", " ")) for zone in COMMON_TIME_ZONES)
 LANGUAGE_CHOICES = options(sorted(LANGUAGES.items(), key=lambda kv: kv[1]))
 MAX_PRICE_DOLLARS = 10_000
 PRICE_INPUT = {"type": "number", "min": 0, "max": MAX_PRICE_DOLLARS, "step": "any", "inputmode": "decimal"}
@@ -49,8 +42,27 @@ class AmountField(DecimalField):
 
 
 def valid_time_zone(form, field) -> None:
-    if field.data not in available_timezones():
+    if not (time_zones.is_zone(field.data) or (field.data == "" and getattr(field, "automatic", None))):
         raise ValidationError("Choose a time zone from the list.")
+
+
+class TimeZoneField(SelectField):
+    """Every zone people pick from (services/time_zones.places), grouped by region, each labelled
+    city first ("Tokyo — Japan · UTC+9") so typing a city's name in the closed select finds it.
+    Any real IANA zone is accepted (a browser may report an old alias); anything else is refused.
+    `automatic`: the label of a first, empty choice ("" = decided elsewhere, e.g. the browser's)."""
+
+    def __init__(self, label="Time zone", validators=(), automatic: str | None = None, **kwargs):
+        super().__init__(label, [valid_time_zone, *validators], choices=[], validate_choice=False, **kwargs)
+        self.automatic = automatic
+
+    def process(self, formdata, data=unset_value, extra_filters=None):
+        super().process(formdata, data, extra_filters)
+        # Built now, with the value known: a valid zone not on the list stays selectable.
+        listed = time_zones.places(include=self.data if isinstance(self.data, str) else None)
+        first = [SelectChoice("", self.automatic)] if self.automatic else []
+        self.choices = first + [SelectChoice(place.zone, place.label, optgroup=place.region or None)
+                                for place in listed]
 
 
 def _stripped(value: str | None) -> str | None:
@@ -79,7 +91,15 @@ class SignupForm(FlaskForm):
     ])
     role = RadioField("I want to", choices=options([("member", "Train with a coach"), ("trainer", "Coach as a trainer")]),
                       default="member", validators=[InputRequired("Choose member or trainer.")])
-    time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, default="UTC", validators=[valid_time_zone])
+    # Preselected: the browser's zone when the site knows it (auth.signup); "" is "the browser's",
+    # for a page rendered before live.js could tell it (it has by the time the form is sent).
+    time_zone = TimeZoneField(automatic="Same as this browser", default="")
+
+    def validate_time_zone(self, field) -> None:
+        if field.data == "":
+            field.data = browser_zone() or ""
+        if field.data == "":
+            raise ValidationError("Choose your time zone from the list (this browser did not tell us its own).")
 
 
 class ForgotPasswordForm(FlaskForm):
@@ -148,7 +168,7 @@ class TrainerProfileForm(FlaskForm):
         Optional(), Length(max=1000, message="Use at most 1000 characters.")])
     intro_video_url = StringField("Intro video link (optional)", filters=[_stripped], validators=[
         Optional(), Length(max=300, message="Use at most 300 characters.")])
-    time_zone = SelectField("Time zone", choices=TIME_ZONE_CHOICES, validators=[valid_time_zone])
+    time_zone = TimeZoneField()
 
     def validate_intro_video_url(self, field) -> None:
         """https on an allowed host only: no other scheme, host, credentials or port."""

@@ -9,7 +9,8 @@
 //   429, connect timeout): those are retried here through the "live:retry" trigger of #live.
 // - Pushed forms carry no CSRF token (they are the same for every viewer): it is filled in from
 //   the page's meta tag on submit.
-// - Anonymous visitors' times follow the browser's clock: its zone goes in a cookie.
+// - Anonymous visitors' times follow the browser's clock: its zone goes in a cookie, unless one
+//   was picked in the time-zone switcher (cookie tz_picked; fittribe/web/zones.py).
 // - A profile's free times (#availability) come pushed with every day and session length, shown as
 //   the default choice: the page's own day and length (#calendar's data-day/data-length, outside
 //   the pushed element) are applied to them before they are swapped in.
@@ -131,11 +132,18 @@
   }, true);
 
   // First visit (or a new zone): the page was rendered on the trainer's clock; its live parts
-  // come again on the browser's once the page is up.
+  // come again on the browser's once the page is up, and the zone line says which it is.
   try {
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (zone && /^[A-Za-z0-9_+\/-]+$/.test(zone) && document.cookie.indexOf("tz=" + zone) === -1) {
+    var cookies = "; " + document.cookie;
+    if (zone && /^[A-Za-z0-9_+\/-]+$/.test(zone) && cookies.indexOf("; tz_picked=") === -1
+        && (cookies + ";").indexOf("; tz=" + zone + ";") === -1) {
       document.cookie = "tz=" + zone + "; path=/; max-age=31536000; SameSite=Lax";
+      // A visitor's zone line only: a member's times are on their account's clock.
+      document.querySelectorAll("[data-zone-browser]").forEach(function (line) {
+        line.querySelector("[data-zone-label]").textContent = "Times in " + zone.replace(/_/g, " ") + ", your time";
+        line.querySelector("[data-zone-action]").textContent = "Change";
+      });
       window.addEventListener("load", function () {
         document.querySelectorAll("[data-live][hx-get]").forEach(function (element) {
           htmx.trigger(element, "live:refetch");

@@ -24,10 +24,10 @@ SCREENSHOTS = os.environ.get("SCREENSHOT_DIR")
 
 PAGES = {
     "visitor": ["/", "/trainers", "/trainers?q=zzzz-nobody", "/trainers/maya-chen", "/login", "/signup",
-                "/password/forgot"],
+                "/password/forgot", "/time-zone"],
     "member": ["/", "/trainers", "/trainers/maya-chen", "/dashboard/", "/dashboard/payments", "/notifications/",
                "/account/calendar", "/bookings/{held}", "/bookings/{held}/pay", "/bookings/{paid}",
-               "/bookings/{paid}/cancel", "/bookings/{paid}/reschedule"],
+               "/bookings/{paid}/cancel", "/bookings/{paid}/reschedule", "/time-zone"],
     "trainer": ["/dashboard/", "/dashboard/profile", "/dashboard/availability", "/dashboard/earnings",
                 "/dashboard/reviews", "/trainers/maya-chen", "/bookings/{paid}", "/notifications/"],
     "admin": ["/admin/trainers", "/admin/users", "/admin/reviews", "/admin/analytics", "/admin/users/{member}/suspend",

@@ -45,6 +45,8 @@ MATRIX = [
     ("GET", "/login", (200, 303, 303, 303, 303, 303, 200), None),  # logged in: to the dashboard
     ("GET", "/signup", (200, 303, 303, 303, 303, 303, 200), None),
     ("GET", "/password/forgot", PUBLIC, None),
+    ("GET", "/time-zone", PUBLIC, None),
+    ("POST", "/time-zone", (303,) * 7, {"zone": "Asia/Tokyo"}),  # everyone has a clock (test_time_zones.py)
     ("GET", "/password/reset/not-a-token", (303,) * 7, None),  # back to "forgot", with a message
     ("GET", "/calendar/not-a-token.ics", (404,) * 7, None),
     ("GET", "/account/calendar", LOGGED_IN, None),

@@ -33,6 +33,17 @@ def test_the_hold_counts_down_from_the_setting_with_pay_and_release_apart(app, v
     assert "Free cancellation until" in summary and "(24 hours before the start)" in summary
 
 
+def test_a_time_inside_the_refund_window_does_not_promise_free_cancellation(app, visitor, demo, monkeypatch):
+    # The session is 3 days away and the window 5 days: the deadline has passed before the hold.
+    monkeypatch.setitem(app.config, "CANCEL_FULL_REFUND_HOURS", 120)
+    held = demo_hold(app, days_ahead=3)
+    visitor.login(MEMBER)
+    for path in (f"/bookings/{held}", f"/bookings/{held}/pay"):
+        summary = text_of(visitor.get(path)).split('class="summary"', 1)[1]
+        assert "Free cancellation until" not in summary
+        assert "It starts in less than 120 hours: once paid, cancelling does not refund the payment." in summary
+
+
 def test_checkout_says_when_the_session_is_and_how_long_the_hold_lasts(app, visitor, demo):
     held = demo_hold(app, days_ahead=3)
     visitor.login(MEMBER)
