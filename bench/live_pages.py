@@ -618,8 +618,11 @@ class Clients:
 
 
 def slot_forms(page: str) -> list[tuple[str, str]]:
-    """(starts_at, length) of the hold forms of a profile calendar, in order."""
-    return re.findall(r'name="starts_at" value="([^"]+)">\s*<input type="hidden" name="length" value="(\d+)"', page)
+    """(starts_at, length) of the hold buttons of a profile calendar, in order (one form per day
+    and length: its length field, then a button per time)."""
+    return [(start, length)
+            for length, buttons in re.findall(r'name="length" value="(\d+)">(.*?)</form>', page, re.S)
+            for start in re.findall(r'class="slot-button" name="starts_at" value="([^"]+)"', buttons)]
 
 
 def iso_ts(value: str) -> float:

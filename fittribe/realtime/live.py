@@ -75,9 +75,11 @@ def _declare(fragment: LiveFragment) -> LiveFragment:
     return fragment
 
 
+# The profile's free times: every day and session length in one push per viewer variant; the
+# day and length a page shows are its own, kept outside the pushed element (partials/calendar.html).
 CALENDAR = _declare(LiveFragment(
-    "availability", trainer_channel, "partials/calendar.html", "trainers.calendar",
-    context="web.trainers:calendar_context"))
+    "availability", trainer_channel, "partials/availability.html", "trainers.availability",
+    context="web.trainers:availability_context"))
 REVIEWS = _declare(LiveFragment(
     "reviews", trainer_channel, "partials/reviews_push.html", "reviews.section",
     context="web.reviews:reviews_context"))

@@ -102,6 +102,15 @@ def announce_sessions_changed(*user_ids: int) -> None:
 def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: datetime | None = None,
               days: int | None = None, limit: int | None = None, ignore_booking_id: int | None = None) -> list[Slot]:
     """Free times; `ignore_booking_id` treats that booking's own time as free (rescheduling it)."""
+    length = length_minutes or trainer.session_lengths[0]
+    return slots_by_length(trainer, [length], now, days, limit, ignore_booking_id)[length]
+
+
+def slots_by_length(trainer: TrainerProfile, lengths: Iterable[int], now: datetime | None = None,
+                    days: int | None = None, limit: int | None = None,
+                    ignore_booking_id: int | None = None) -> dict[int, list[Slot]]:
+    """Free times for each of these session lengths, from one read of the trainer's hours and
+    busy times (a time free for 30 minutes may not fit 60: each length is laid out on its own)."""
     now = now or _now()
     weekly = [WeeklyHours(r.weekday, r.start_time, r.end_time) for r in db.session.scalars(
         select(WeeklyAvailability).where(WeeklyAvailability.trainer_id == trainer.id))]
@@ -111,11 +120,11 @@ def slots_for(trainer: TrainerProfile, length_minutes: int | None = None, now: d
         if row.start_time is not None and row.end_time is not None:
             ranges.append((row.start_time, row.end_time))
     overrides = [DateOverride(day, tuple(ranges)) for day, ranges in by_day.items()]
-    length = length_minutes or trainer.session_lengths[0]
     # Only `days` local days are laid out: busy times starting after them (and their buffers) can't matter.
     until = now + timedelta(days=days + 2) if days is not None else None
-    return free_slots(weekly, overrides, _active_busy(trainer.id, now, ignore_booking_id, until),
-                      policy_for(trainer, length), now, days, limit)
+    busy = _active_busy(trainer.id, now, ignore_booking_id, until)
+    return {length: free_slots(weekly, overrides, busy, policy_for(trainer, length), now, days, limit)
+            for length in lengths}
 
 
 def refresh_next_available(trainer_ids: Iterable[int], now: datetime | None = None, skip_locked: bool = False,

@@ -61,8 +61,10 @@ def signup():
             if user.role is Role.TRAINER:
                 flash("Welcome! Complete your profile; an admin reviews it before it is listed.", "success")
                 return see_other(url_for("dashboard.trainer_profile"))
-            flash("Welcome to FitTribe! Find a trainer to get started.", "success")
-            return see_other(url_for("trainers.search"))
+            # Back to where they came from (a time picked on a profile), else to the search.
+            back = _safe_next("")
+            flash("Welcome to FitTribe!" if back else "Welcome to FitTribe! Find a trainer to get started.", "success")
+            return see_other(back or url_for("trainers.search"))
     return _form_response("pages/signup.html", "partials/signup_form.html", form)
 
 

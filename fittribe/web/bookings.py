@@ -1,4 +1,5 @@
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask_login import current_user, login_required
@@ -37,7 +38,9 @@ def hold(slug: str):
         held = booking_service.hold(current_user, trainer, starts_at, length)
     except booking_service.SlotTaken as error:
         flash(str(error), "error")
-        return see_other(url_for("trainers.profile", slug=slug) + "#availability")
+        # Back to that day and length: the day's other times (or this one, when a lost race freed it).
+        day = starts_at.astimezone(ZoneInfo(current_user.time_zone or trainer.time_zone)).date()
+        return see_other(url_for("trainers.profile", slug=slug, day=day, length=length) + "#calendar")
     except booking_service.BookingError as error:
         abort(409, str(error))
     return see_other(url_for("bookings.show", booking_id=held.id))

@@ -6,7 +6,7 @@ overflows, very long strings."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from urllib.parse import urlsplit
 
 from flask import Flask, request
@@ -14,7 +14,8 @@ from werkzeug.routing import IntegerConverter, UnicodeConverter, ValidationError
 
 INT4_MAX = 2**31 - 1  # PostgreSQL `integer`: every id and page number we store or compare
 INT8_MAX = 2**63 - 1  # PostgreSQL `bigint`: outbox event ids
-ASCII_DIGITS = re.compile(r"[0-9]{1,19}")  # not \d: str.isdigit() and \d also accept '²' and '٣'
+ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # not \d: str.isdigit() and \d also accept '²' and '٣'
 SEGMENT_MAX = 200  # a path segment (slugs are at most 80 characters; tokens are shorter than this)
 # Times a person can book or ask about: far enough for any horizon, near enough that adding a
 # session's length or a time zone's offset can never overflow datetime's range (year 1..9999).
@@ -52,6 +53,19 @@ def aware_datetime(raw: str | None) -> datetime | None:
     except OverflowError:  # 0001-01-01T00:00+01:00 lies before year 1 in UTC
         return None
     return value if EARLIEST <= value <= LATEST else None
+
+
+def date_arg(name: str) -> date | None:
+    """A calendar day in a query string (YYYY-MM-DD) between EARLIEST and LATEST; None for anything
+    else (missing, '2024-02-30', other digits, a time appended)."""
+    raw = request.args.get(name)
+    if raw is None or not ISO_DATE.fullmatch(raw):
+        return None
+    try:
+        value = date.fromisoformat(raw)
+    except ValueError:
+        return None
+    return value if EARLIEST.date() <= value <= LATEST.date() else None
 
 
 def safe_next(raw: str | None, default: str, prefix: str = "/") -> str:

@@ -1,5 +1,6 @@
+from datetime import datetime
 from decimal import Decimal
-from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, redirect, request, url_for
 from flask_login import current_user
@@ -7,12 +8,12 @@ from flask_login import current_user
 from ..models import Role, TrainerProfile
 from ..extensions import db
 from ..realtime.presence import online_among
-from ..services.booking import slots_for
+from ..services import picker
 from ..services.reviews import visible_reviews
 from ..services.search import SearchFilters, all_specialties, find_listed_trainer, search_trainers
 from .forms import SearchForm
 from .htmx import is_partial_request, render
-from .params import int_arg
+from .params import aware_datetime, date_arg, int_arg, parse_int
 
 bp = Blueprint("trainers", __name__)
 
@@ -55,15 +56,31 @@ def profile(slug: str):
     if trainer is None:
         trainer = _unlisted_profile_for_owner_or_admin(slug)
     return render("pages/trainer_profile.html", "partials/trainer_profile.html", trainer=trainer,
-                  online_ids=online_among([trainer.id]), live_trainer_id=trainer.id, calendar=_calendar(trainer),
+                  online_ids=online_among([trainer.id]), live_trainer_id=trainer.id, **_chosen_calendar(trainer),
                   reviews=visible_reviews(trainer.id, int_arg("reviews_page", 1)))
 
 
 @bp.get("/trainers/<slug>/calendar")
 def calendar(slug: str):
-    """The availability fragment alone (re-fetched when a push could not be replayed)."""
+    """The booking calendar with the day and length chosen in the query (htmx swaps it in when a
+    day or length is picked; the address bar then shows the profile with that choice, so reload,
+    back and forward keep it)."""
     trainer = find_listed_trainer(slug) or _unlisted_profile_for_owner_or_admin(slug)
-    return render("partials/calendar.html", "partials/calendar.html", trainer=trainer, calendar=_calendar(trainer))
+    context = _chosen_calendar(trainer)
+    response = render("partials/calendar.html", "partials/calendar.html", trainer=trainer, **context)
+    if is_partial_request():
+        choice = context["choice"]
+        response.headers["HX-Push-Url"] = url_for("trainers.profile", slug=slug, day=choice.day if choice.day_chosen else None,
+                                                  length=choice.length if choice.length_chosen else None)
+    return response
+
+
+@bp.get("/trainers/<slug>/availability")
+def availability(slug: str):
+    """The free times alone, every day and length (the live fragment, re-fetched when a push could
+    not be replayed or the viewer's clock became known; the page applies its own choice)."""
+    trainer = find_listed_trainer(slug) or _unlisted_profile_for_owner_or_admin(slug)
+    return render("partials/availability.html", "partials/availability.html", **availability_context(trainer.id))
 
 
 @bp.get("/trainers/<slug>/next-available")
@@ -77,11 +94,14 @@ def next_available(slug: str):
 
 
 # Live fragments (fittribe/realtime/live.py): the render context of a push, for current_user.
-def calendar_context(trainer_id: int) -> dict | None:
+def availability_context(trainer_id: int) -> dict | None:
+    """Pushed to every open profile of the trainer: the free times of every day and length, shown
+    as the default choice; each page keeps its own (static/js/live.js)."""
     trainer = db.session.get(TrainerProfile, trainer_id)
     if trainer is None:
         return None
-    return {"trainer": trainer, "calendar": _calendar(trainer)}
+    laid_out = _picker(trainer)
+    return {"trainer": trainer, "calendar": laid_out, "choice": picker.choose(laid_out)}
 
 
 def next_available_context(trainer_id: int) -> dict | None:
@@ -89,17 +109,19 @@ def next_available_context(trainer_id: int) -> dict | None:
     return None if trainer is None else {"trainer": trainer}
 
 
-CALENDAR_DAYS = 7
-
-
-def _calendar(trainer: TrainerProfile) -> SimpleNamespace:
+def _picker(trainer: TrainerProfile, picked: datetime | None = None) -> picker.Picker:
     zone = current_user.time_zone or trainer.time_zone
-    by_day: dict = {}
-    for slot in slots_for(trainer, days=CALENDAR_DAYS):
-        local_start = slot.local(zone)[0]
-        by_day.setdefault(local_start.date(), []).append(local_start)
-    return SimpleNamespace(by_day=sorted(by_day.items()), zone=zone, days=CALENDAR_DAYS,
-                           length=trainer.session_lengths[0])
+    return picker.lay_out(trainer, zone, through=picked.astimezone(ZoneInfo(zone)).date() if picked else None)
+
+
+def _chosen_calendar(trainer: TrainerProfile) -> dict:
+    """The calendar with the query's choice: `length` (minutes), `day` (YYYY-MM-DD on the viewer's
+    clock) and `time` (a start picked before logging in); anything not on offer falls back to the
+    default (the shortest length, its first day with a free time)."""
+    picked = aware_datetime(request.args.get("time"))
+    laid_out = _picker(trainer, picked)
+    choice = picker.choose(laid_out, parse_int(request.args.get("length"), 1, 24 * 60), date_arg("day"), picked)
+    return {"calendar": laid_out, "choice": choice}
 
 
 def _unlisted_profile_for_owner_or_admin(slug: str) -> TrainerProfile:

@@ -11,6 +11,9 @@
 //   the page's meta tag on submit.
 // - Anonymous visitors' times follow the browser's clock: its zone goes in a cookie, unless one
 //   was picked in the time-zone switcher (cookie tz_picked; fittribe/web/zones.py).
+// - A profile's free times (#availability) come pushed with every day and session length, shown as
+//   the default choice: the page's own day and length (#calendar's data-day/data-length, outside
+//   the pushed element) are applied to them before they are swapped in.
 // Without JS none of this runs, and no indicator shows.
 (function () {
   var labels = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
@@ -96,6 +99,30 @@
     var connection = live() && live()._htmx && live()._htmx.sse;
     if (!connected && connection && connection.delayCanceller) connection.delayCanceller();
     failed.forEach(function (timer, element) { refetchLater(element, Math.random() * 1000); });
+  });
+
+  // The calendar's choice (templates/partials/calendar.html) on a new #availability: the chosen
+  // length's panel and, in it, the chosen day's times are shown, the rest hidden. What was not
+  // chosen, or is not in the new times (the day left the strip), stays as the server rendered it.
+  function showChoice(times, day, length) {
+    var panel = times.querySelector(length ? '.length-times[data-length="' + length + '"]' : ".length-times:not([hidden])");
+    if (!panel) return;
+    times.querySelectorAll(".length-times").forEach(function (each) { each.hidden = each !== panel; });
+    var dayTimes = day && panel.querySelector('.day-times[data-day="' + day + '"]');
+    if (!dayTimes) return;
+    panel.querySelectorAll(".day-times").forEach(function (each) { each.hidden = each !== dayTimes; });
+    panel.querySelectorAll(".day-strip [data-day]").forEach(function (item) {
+      if (item.dataset.day === day) item.setAttribute("aria-current", "true");
+      else item.removeAttribute("aria-current");
+    });
+  }
+
+  document.addEventListener("htmx:before:swap", function (event) {
+    (event.detail.tasks || []).forEach(function (task) {
+      var target = task.target, calendar = target && target.id === "availability" && target.closest("#calendar");
+      var times = calendar && task.fragment && task.fragment.querySelector && task.fragment.querySelector("#availability");
+      if (times) showChoice(times, calendar.dataset.day, calendar.dataset.length);
+    });
   });
 
   document.addEventListener("submit", function (event) {

@@ -17,3 +17,20 @@
     if (box) new MutationObserver(scan).observe(box, { childList: true, subtree: true });
   });
 })();
+// The profile's day strip scrolls sideways inside its box: keep its chosen day in view, when the
+// page loads and whenever the calendar changes (a choice swapped in, a push). Only the strip
+// scrolls, never the page. Without JS the strip starts at today and the chosen day is named below it.
+(function () {
+  function showChosenDays() {
+    document.querySelectorAll(".day-strip").forEach(function (strip) {
+      var day = strip.querySelector("[aria-current]");
+      if (!day || !strip.clientWidth) return; // none chosen, or hidden
+      var left = day.offsetLeft, right = left + day.offsetWidth;
+      if (left < strip.scrollLeft || right > strip.scrollLeft + strip.clientWidth) {
+        strip.scrollLeft = left - (strip.clientWidth - day.offsetWidth) / 2;
+      }
+    });
+  }
+  showChosenDays();
+  document.addEventListener("htmx:after:swap", showChosenDays);
+})();

@@ -23,9 +23,11 @@ def free_instants(page: Page) -> set[datetime]:
 
 
 def hold_first_free_time(page: Page) -> datetime:
-    slot = page.locator("#availability form").first
-    start = datetime.fromisoformat(slot.locator("input[name=starts_at]").get_attribute("value"))
-    slot.get_by_role("button").click()
+    """The first time of the day the calendar opens on (every day and length is in the page; the
+    others are hidden)."""
+    slot = page.locator("#availability .slot-button:visible").first
+    start = datetime.fromisoformat(slot.get_attribute("value"))
+    slot.click()
     expect(page.get_by_text("This time is held for you until")).to_be_visible()
     return start.astimezone(timezone.utc)
 

@@ -35,6 +35,7 @@ MATRIX = [
     ("GET", "/media/trainers/1/missing.webp", (404,) * 7, None),  # uploaded photos (none here)
     ("GET", "/trainers/maya-chen", PUBLIC, None),
     ("GET", "/trainers/maya-chen/calendar", PUBLIC, None),
+    ("GET", "/trainers/maya-chen/availability", PUBLIC, None),
     ("GET", "/trainers/maya-chen/next-available", (302,) * 7, None),  # a fragment: without htmx, the profile
     ("GET", "/trainers/maya-chen/rating", (302,) * 7, None),  # a fragment: without htmx, the profile
     ("GET", "/trainers/maya-chen/reviews", (302,) * 7, None),  # a fragment: without htmx, the profile

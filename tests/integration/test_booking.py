@@ -138,16 +138,18 @@ def test_fifty_concurrent_holds_on_one_slot_exactly_one_wins(app, demo):
 
 def test_profile_calendar_shows_free_times_on_the_viewers_clock_and_drops_held_ones(app, client, visitor, demo):
     page = client.get("/trainers/maya-chen").get_data(as_text=True)
-    assert 'id="availability" data-live hx-get="/trainers/maya-chen/calendar"' in page
+    assert 'id="availability" data-live hx-get="/trainers/maya-chen/availability"' in page
     assert "America/Los Angeles (the trainer's time zone" in page
     fragment = client.get("/trainers/maya-chen/calendar", headers={"HX-Request": "true", "HX-Request-Type": "partial"})
     html = fragment.get_data(as_text=True)
-    assert html.lstrip().startswith("<section") and "<html" not in html
+    assert html.lstrip().startswith('<section id="calendar"') and "<html" not in html
     first_time = html.split('<time datetime="', 1)[1].split('"', 1)[0]
+    times = client.get("/trainers/maya-chen/availability", headers={"HX-Request": "true", "HX-Request-Type": "partial"})
+    assert times.get_data(as_text=True).lstrip().startswith('<div id="availability" data-live')
 
     with app.app_context():
         trainer, member = maya(db.session), user(db.session, "member@fittribe.example")
-        shortest = trainer.session_lengths[0]  # the calendar lays out her shortest session
+        shortest = min(trainer.session_lengths)  # the calendar opens on her shortest session
         slot = booking.slots_for(trainer, shortest, days=7)[0]
         assert slot.local(trainer.time_zone)[0].isoformat() == first_time
         booking.hold(member, trainer, slot.starts_at, shortest)
@@ -178,8 +180,8 @@ def test_member_holds_a_time_from_the_profile_without_js(app, visitor, demo):
     assert chosen["starts_at"] not in visitor.get("/trainers/maya-chen/calendar").get_data(as_text=True)
 
     again = visitor.post_form("/trainers/maya-chen", chosen, post_url="/trainers/maya-chen/hold")  # double submit
-    assert again.status_code == 303 and again.headers["Location"].endswith("#availability")
-    assert "just taken" in visitor.get("/trainers/maya-chen").get_data(as_text=True)
+    assert again.status_code == 303 and again.headers["Location"].endswith(f"&length={chosen['length']}#calendar")
+    assert "just taken" in visitor.get(again.headers["Location"]).get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(func.count(Booking.id)).where(Booking.status == BookingStatus.HELD)) == 1
 

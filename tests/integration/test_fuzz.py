@@ -25,7 +25,7 @@ RAW_ESCAPES = ["%ff%fe", "%c0%80", "%00", "%e2%82"]  # sent as they are: invalid
 # this list complete), with the form classes' own fields added below.
 PARAMETERS = {"next", "page", "reviews_page", "trainer", "last_event_id", "channel", "role", "q", "suspended",
               "from", "to", "table", "starts_at", "length", "reason", "card", "authenticated", "available", "back",
-              "note", "confirm", "busy", "code", "error", "remove", "state", "target"}
+              "note", "confirm", "busy", "code", "error", "remove", "state", "target", "day", "time"}
 HEADERS = ["Last-Event-ID", "HX-Request", "HX-Request-Type", "X-Request-ID", "Authorization", "Stripe-Signature",
            "Simulated-Signature", "X-Forwarded-For", "X-Forwarded-Proto", "Forwarded", "Content-Type", "Accept"]
 ROLES = {"anonymous": None, "member": "member@fittribe.example", "trainer": "trainer@fittribe.example",

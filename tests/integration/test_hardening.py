@@ -169,7 +169,8 @@ def test_a_deadlock_during_a_hold_is_just_taken_not_a_500(app, database_url, dem
                                  post_url="/trainers/maya-chen/hold")
     thread.join(30)
     other.close()
-    assert response.status_code == 303 and response.headers["Location"].endswith("/trainers/maya-chen#availability")
+    assert response.status_code == 303 and response.headers["Location"].startswith("/trainers/maya-chen?day=")
+    assert response.headers["Location"].endswith("&length=60#calendar")  # back to that day's other times
     assert "just taken" in text_of(browser.get("/trainers/maya-chen"))
 
 
