@@ -79,7 +79,7 @@ def _declare(fragment: LiveFragment) -> LiveFragment:
 # day and length a page shows are its own, kept outside the pushed element (partials/calendar.html).
 CALENDAR = _declare(LiveFragment(
     "availability", trainer_channel, "partials/availability.html", "trainers.availability",
-    context="web.trainers:availability_context"))
+    context="web.trainers:availability_context", parts="web.trainers:availability_parts"))
 REVIEWS = _declare(LiveFragment(
     "reviews", trainer_channel, "partials/reviews_push.html", "reviews.section",
     context="web.reviews:reviews_context"))

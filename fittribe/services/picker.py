@@ -102,6 +102,21 @@ def lay_out(trainer: TrainerProfile, zone: str, now: datetime | None = None, day
     return Picker(zone, tuple(laid_out))
 
 
+def touched_days(trainer: TrainerProfile, zone: str, spans) -> set[str]:
+    """The days (YYYY-MM-DD on `zone`'s clock) whose free times a booking change over `spans`
+    ((start, end) pairs) can touch: any start within the longest session plus the buffers of it."""
+    reach = timedelta(minutes=max(trainer.session_lengths) + trainer.buffer_before_minutes
+                      + trainer.buffer_after_minutes)
+    clock = ZoneInfo(zone)
+    days = set()
+    for start, end in spans:
+        day, last = (start - reach).astimezone(clock).date(), (end + reach).astimezone(clock).date()
+        while day <= last:
+            days.add(day.isoformat())
+            day += timedelta(days=1)
+    return days
+
+
 def choose(picker: Picker, length: int | None = None, day: date | None = None,
            time: datetime | None = None) -> Choice:
     """The viewer's choice, each part falling back to the default when it is not one the picker

@@ -104,6 +104,15 @@ def availability_context(trainer_id: int) -> dict | None:
     return {"trainer": trainer, "calendar": laid_out, "choice": picker.choose(laid_out)}
 
 
+def availability_parts(trainer_id: int, spans: list) -> set[str] | None:
+    """The days of the viewer's strip a change over `spans` touched: a push carries only those."""
+    trainer = db.session.get(TrainerProfile, trainer_id)
+    if trainer is None:
+        return None
+    times = [(datetime.fromisoformat(start), datetime.fromisoformat(end)) for start, end in spans]
+    return picker.touched_days(trainer, current_user.time_zone or trainer.time_zone, times)
+
+
 def next_available_context(trainer_id: int) -> dict | None:
     trainer = db.session.get(TrainerProfile, trainer_id)
     return None if trainer is None else {"trainer": trainer}

@@ -13,7 +13,8 @@
 //   was picked in the time-zone switcher (cookie tz_picked; fittribe/web/zones.py).
 // - A profile's free times (#availability) come pushed with every day and session length, shown as
 //   the default choice: the page's own day and length (#calendar's data-day/data-length, outside
-//   the pushed element) are applied to them before they are swapped in.
+//   the pushed element) are applied to them before they are swapped in. A booking change comes as
+//   the days it touched alone, each keeping how the page showed it.
 // Without JS none of this runs, and no indicator shows.
 (function () {
   var labels = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
@@ -117,9 +118,21 @@
     });
   }
 
+  // A part of it pushed alone (a day a booking change touched: its strip item or its times) takes
+  // the place of the one the page shows, as the page showed it: hidden or not, current day or not.
+  function keepView(old, fresh) {
+    fresh.hidden = old.hidden;
+    var was = old.querySelector(".day"), now = fresh.querySelector(".day");
+    if (!was || !now) return;
+    if (was.hasAttribute("aria-current")) now.setAttribute("aria-current", "true");
+    else now.removeAttribute("aria-current");
+  }
+
   document.addEventListener("htmx:before:swap", function (event) {
     (event.detail.tasks || []).forEach(function (task) {
-      var target = task.target, calendar = target && target.id === "availability" && target.closest("#calendar");
+      var target = task.target, fresh = task.fragment && task.fragment.firstElementChild;
+      if (target && target.hasAttribute && target.hasAttribute("data-part") && fresh) keepView(target, fresh);
+      var calendar = target && target.id === "availability" && target.closest("#calendar");
       var times = calendar && task.fragment && task.fragment.querySelector && task.fragment.querySelector("#availability");
       if (times) showChoice(times, calendar.dataset.day, calendar.dataset.length);
     });

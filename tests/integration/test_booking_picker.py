@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from fittribe.extensions import db
-from fittribe.models import Booking, BookingStatus, TrainerProfile, User
+from fittribe.models import Booking, BookingStatus, Event, TrainerProfile, User
 from fittribe.realtime import live
+from fittribe.realtime.channels import trainer_channel
 from fittribe.services import booking as booking_service
 from fittribe.services import picker
 from tests.helpers import HTMX, csrf_token_from, text_of
@@ -314,3 +315,34 @@ def test_a_time_picked_on_a_clock_behind_may_fall_the_day_after_the_strip_and_st
         choice = picker.choose(reaching, 60, time=picked)
     assert choice.time == picked and choice.day == london_day and choice.day_chosen
     assert len(reaching.lengths[0].days) == picker.CALENDAR_DAYS + 1
+
+
+def test_a_booking_change_is_pushed_as_the_days_it_touched_alone(app, demo):
+    """A live push of a hold carries only the days around it (each length's strip item and times,
+    swapped by id, on the viewer's clock), not the two weeks; a replay still gets the whole."""
+    day = a_weekday_ahead(app)
+    with app.app_context():
+        trainer = maya(db.session)
+        member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
+        start = next(s.starts_at for s in booking_service.slots_for(trainer, 60, days=20)
+                     if s.starts_at.astimezone(ZoneInfo(trainer.time_zone)).date() == day)
+        booking_service.hold(member, trainer, start, 60)
+        event = db.session.scalars(select(Event).where(Event.channel == trainer_channel(trainer.id))
+                                   .order_by(Event.id.desc())).first()
+        spans = event.payload["spans"]
+        assert [[datetime.fromisoformat(a), datetime.fromisoformat(b)] for a, b in spans] == [
+            [start, start + timedelta(minutes=60)]]
+        viewer = live.Viewer(True, member.role, "Asia/Tokyo")
+        with app.test_request_context("/"):
+            parts = live.render_for(live.CALENDAR, trainer.id, viewer, spans)
+            whole = live.render_for(live.CALENDAR, trainer.id, viewer)
+        touched = picker.touched_days(trainer, "Asia/Tokyo", [(start, start + timedelta(minutes=60))])
+    local = start.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert local.date().isoformat() in touched and len(touched) <= 2
+    swapped = [re.search(r'\bid="([\w-]+)"', attributes).group(1)
+               for attributes in re.findall(r'<\w+ hx-swap-oob="outerHTML"([^>]*)>', parts)]
+    assert sorted(swapped) == sorted(
+        f"{kind}-{minutes}-{day}" for kind in ("strip", "times") for minutes in (30, 60) for day in touched)
+    assert 'id="availability"' not in parts and local.isoformat() not in parts
+    assert len(parts) * 4 < len(whole)  # a few days of two weeks
+    assert re.findall(r'name="csrf_token" value="([^"]*)"', parts) == [""] * parts.count('name="csrf_token"')
