@@ -81,7 +81,7 @@ def wire_message(position: int, type_: str | None, payload: dict) -> dict:
     """What goes to Redis: flask-sse's message fields, plus the fragment to render for a push."""
     if payload.get("fragment"):
         return {"data": "", "type": None, "id": position, "fragment": payload["fragment"], "key": payload.get("key"),
-                "change": payload.get("change")}
+                "change": payload.get("change"), "spans": payload.get("spans")}
     return Message(render_data(payload), type=type_, id=position).to_dict()
 
 
