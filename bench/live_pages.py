@@ -214,6 +214,7 @@ def parse_oob(data: str) -> list[tuple[str, str, str]]:
 
 
 _BODIES: dict[str, str] = {}
+_SWAPPED_INSIDE: dict[tuple[str, str, str], str] = {}
 
 
 def intern_body(body: str) -> str:
@@ -302,6 +303,9 @@ class Page:
         return done
 
     def swap(self, key: str, style: str, content: str) -> bool:
+        container = self.container_of(key)
+        if container is not None:
+            return self.swap_inside(container, key, style, content)
         current = self.get(key)
         if current is None:
             self.client.stats["missing_targets"] += 1
@@ -321,6 +325,32 @@ class Page:
             self.client.stats["unsupported_swaps"] += 1
             return False
         self.over[key] = new
+        return True
+
+    def container_of(self, key: str) -> str | None:
+        """The tracked element a pushed part (data-part: a day of the profile calendar) lies in."""
+        calendar = self.tpl.roles.get("calendar")
+        if calendar is None or key == calendar or key in self.over or key in self.tpl.base:
+            return None
+        outer = self.get(calendar)
+        return calendar if outer is not None and f'id="{key}"' in outer else None
+
+    def swap_inside(self, container: str, key: str, style: str, content: str) -> bool:
+        """A part swapped in place inside its container's current HTML, as htmx swaps it in the DOM."""
+        if style != "outerHTML":
+            self.client.stats["unsupported_swaps"] += 1
+            return False
+        outer = self.get(container)
+        done = _SWAPPED_INSIDE.get((outer, key, content))  # pages of one variant share the strings
+        if done is None:
+            at = outer.find(f'id="{key}"')
+            start = outer.rfind("<", 0, at)
+            end = element_end(outer, start, re.match(r"<([\w-]+)", outer[start:]).group(1))
+            done = intern_body(outer[:start] + content + outer[end:])
+            if len(_SWAPPED_INSIDE) > 2000:
+                _SWAPPED_INSIDE.clear()
+            _SWAPPED_INSIDE[(outer, key, content)] = done
+        self.over[container] = done
         return True
 
     # --- named event -> re-fetch, as htmx 4 times it ------------------------------------------
