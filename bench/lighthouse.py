@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from search import (BenchError, cleanup_on_sigterm, empty_redis_db, gunicorn_server, log, print_table,  # noqa: E402
-                    run_as_script, run_flask, throwaway_database)
+                    run_as_script, run_flask, site_env, throwaway_database)
 
 LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
 TARGET_PERFORMANCE = 95
@@ -127,13 +127,8 @@ def main(argv=None) -> int:
     rows: list[dict] = []
     try:
         with throwaway_database(args.database_url) as (_name, db_url), empty_redis_db(args.redis_url) as redis_url:
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("FLASK_", "SQLALCHEMY", "RATELIMIT_", "DATABASE_", "REDIS_"))}
-            env.update({"FITTRIBE_ENV": "development", "REDIS_URL": redis_url,
-                        "DATABASE_URL": db_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                        "RATELIMIT_KEY_PREFIX": f"lighthouse-{os.getpid()}", "INSTANCE_PATH": str(workdir / "instance"),
-                        "HOLD_MINUTES": "60",  # the hold must outlive the runs
-                        "PYTHONUNBUFFERED": "1"})
+            env = {**site_env(db_url, redis_url, workdir, "lighthouse"),
+                   "HOLD_MINUTES": "60"}  # the hold must outlive the runs
             run_flask(["db", "upgrade"], env, 300)
             run_flask(["seed"], env, 300)
             with gunicorn_server(env, workdir / "gunicorn.log", start_timeout=30) as base_url:

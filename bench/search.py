@@ -164,6 +164,18 @@ def empty_redis_db(server_url: str):
         log(f"flushed Redis db {number}")
 
 
+def site_env(db_url: str, redis_url: str, workdir: Path, name: str) -> dict:
+    """The environment of a throwaway development site on `db_url`/`redis_url`: this shell's,
+    without any app setting of its own."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FLASK_", "SQLALCHEMY", "RATELIMIT_", "DATABASE_", "REDIS_"))}
+    env.update({"FITTRIBE_ENV": "development", "REDIS_URL": redis_url,
+                "DATABASE_URL": db_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                "RATELIMIT_KEY_PREFIX": f"{name}-{os.getpid()}", "INSTANCE_PATH": str(workdir / "instance"),
+                "PYTHONUNBUFFERED": "1"})
+    return env
+
+
 def run_flask(args: list[str], env: dict, timeout: float) -> str:
     command = [sys.executable, "-m", "flask", "--app", "wsgi", *args]
     try:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from lighthouse import cookie_header, hold_a_time, logged_in  # noqa: E402
 from search import (BenchError, cleanup_on_sigterm, empty_redis_db, gunicorn_server, log,  # noqa: E402
-                    run_as_script, run_flask, throwaway_database)
+                    run_as_script, run_flask, site_env, throwaway_database)
 
 WIDTHS = {390: 844, 1280: 800}
 
@@ -72,12 +72,7 @@ def main(argv=None) -> int:
     sideways: list[str] = []
     try:
         with throwaway_database(args.database_url) as (_name, db_url), empty_redis_db(args.redis_url) as redis_url:
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("FLASK_", "SQLALCHEMY", "RATELIMIT_", "DATABASE_", "REDIS_"))}
-            env.update({"FITTRIBE_ENV": "development", "REDIS_URL": redis_url,
-                        "DATABASE_URL": db_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                        "RATELIMIT_KEY_PREFIX": f"screenshots-{os.getpid()}",
-                        "INSTANCE_PATH": str(workdir / "instance"), "PYTHONUNBUFFERED": "1"})
+            env = site_env(db_url, redis_url, workdir, "screenshots")
             run_flask(["db", "upgrade"], env, 300)
             run_flask(["seed"], env, 300)
             with gunicorn_server(env, workdir / "gunicorn.log", start_timeout=30) as base_url, sync_playwright() as pw:

@@ -271,17 +271,23 @@ def test_trainers_and_admins_see_the_times_but_no_hold_buttons(app, visitor, dem
         visitor.logout()
 
 
+def hold_an_hour_on_a_weekday(app):
+    """The demo member holds Maya's first free hour on a weekday ahead: (trainer, member, start)."""
+    day = a_weekday_ahead(app)
+    trainer = maya(db.session)
+    member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
+    start = next(s.starts_at for s in booking_service.slots_for(trainer, 60, days=20)
+                 if s.starts_at.astimezone(ZoneInfo(trainer.time_zone)).date() == day)
+    booking_service.hold(member, trainer, start, 60)
+    return trainer, member, start
+
+
 def test_a_push_carries_every_day_and_length_without_the_held_time(app, demo):
     """The push the hub sends every open profile (live.render_for, one render per viewer variant):
     all days of the strip for each length, shown as the default choice (a page applies its own,
     static/js/live.js), the held time gone from every length."""
-    day = a_weekday_ahead(app)
     with app.app_context():
-        trainer = maya(db.session)
-        member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
-        start = next(s.starts_at for s in booking_service.slots_for(trainer, 60, days=20)
-                     if s.starts_at.astimezone(ZoneInfo(trainer.time_zone)).date() == day)
-        booking_service.hold(member, trainer, start, 60)
+        trainer, member, start = hold_an_hour_on_a_weekday(app)
         with app.test_request_context("/"):
             pushes = {zone: live.render_for(live.CALENDAR, trainer.id, live.Viewer(True, member.role, zone))
                       for zone in ("Asia/Tokyo", "Europe/London")}
@@ -320,13 +326,8 @@ def test_a_time_picked_on_a_clock_behind_may_fall_the_day_after_the_strip_and_st
 def test_a_booking_change_is_pushed_as_the_days_it_touched_alone(app, demo):
     """A live push of a hold carries only the days around it (each length's strip item and times,
     swapped by id, on the viewer's clock), not the two weeks; a replay still gets the whole."""
-    day = a_weekday_ahead(app)
     with app.app_context():
-        trainer = maya(db.session)
-        member = db.session.scalar(select(User).where(User.email == "member@fittribe.example"))
-        start = next(s.starts_at for s in booking_service.slots_for(trainer, 60, days=20)
-                     if s.starts_at.astimezone(ZoneInfo(trainer.time_zone)).date() == day)
-        booking_service.hold(member, trainer, start, 60)
+        trainer, member, start = hold_an_hour_on_a_weekday(app)
         event = db.session.scalars(select(Event).where(Event.channel == trainer_channel(trainer.id))
                                    .order_by(Event.id.desc())).first()
         spans = event.payload["spans"]
