@@ -67,8 +67,8 @@ class ConnectGate:
         self.shed_since_logged += 1
         now = time.monotonic()
         if now - self.logged_at >= LOG_EVERY:
-            log.warning("Busy: %d stream connects answered 503 (Retry-After) since the last such line; "
-                        "no slot came free within %.1f s", self.shed_since_logged, self.wait_seconds)
+            log.warning("Busy: %d stream connects answered 503 (Retry-After) since the last such line: "
+                        "none could start within %.1f s", self.shed_since_logged, self.wait_seconds)
             self.shed_since_logged, self.logged_at = 0, now
         start_response("503 Service Unavailable", list(self.headers))
         return [BUSY]
