@@ -115,6 +115,13 @@ class Config:
     SSE_REPLAY_LIMIT = int(os.environ.get("SSE_REPLAY_LIMIT", 1000))
     STREAM_CAP_PER_CLIENT = int(os.environ.get("STREAM_CAP_PER_CLIENT", 12))  # 0 = no cap
     RATELIMIT_STREAM = os.environ.get("RATELIMIT_STREAM", "120 per minute")
+    # A page gives up on a stream connect that has not answered within this (base.html), then
+    # retries after htmx's backoff. Each process lets STREAM_CONNECTS_IN_FLIGHT connects run at
+    # once and answers 503 + Retry-After to one that waited STREAM_CONNECT_WAIT_SECONDS for a slot
+    # (fittribe/realtime/admission.py): an answer the page gets before its own timeout.
+    SSE_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("SSE_CONNECT_TIMEOUT_SECONDS", 5))
+    STREAM_CONNECTS_IN_FLIGHT = int(os.environ.get("STREAM_CONNECTS_IN_FLIGHT", 8))
+    STREAM_CONNECT_WAIT_SECONDS = float(os.environ.get("STREAM_CONNECT_WAIT_SECONDS", 3))
     # A connection's presence lease, renewed by each heartbeat: a connection that stops being
     # renewed counts as gone this long after its last heartbeat. Unset: 1.5 heartbeats.
     PRESENCE_TTL = float(os.environ["PRESENCE_TTL"]) if os.environ.get("PRESENCE_TTL") else None

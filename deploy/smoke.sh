@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Smoke test of the compose stack through nginx (CI runs it after `docker compose up`):
 # health of both engines, pages, the SSE stream unbuffered on both nodes, X-Forwarded-* trusted.
-# Usage: deploy/smoke.sh [base URL, default http://127.0.0.1:8080]
+# Usage: deploy/smoke.sh [base URL, default http://localhost:8080]
+# The host must be SITE_URL's (compose.yaml: localhost): production refuses any other Host (400).
 set -euo pipefail
-base=${1:-http://127.0.0.1:8080}
+base=${1:-http://localhost:8080}
 compose=(docker compose -f "$(dirname "$0")/compose.yaml")
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -66,7 +66,18 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
+    _admit_stream_connects(app)
     return app
+
+
+def _admit_stream_connects(app: Flask) -> None:
+    """Outermost: a stream connect waits for its slot before any of the app's work, and one that
+    gets none in time costs the process almost nothing (fittribe/realtime/admission.py)."""
+    from .realtime.admission import ConnectGate
+
+    config = app.config
+    app.wsgi_app = ConnectGate(app.wsgi_app, "/stream", config["STREAM_CONNECTS_IN_FLIGHT"],
+                               config["STREAM_CONNECT_WAIT_SECONDS"])
 
 
 def _derive_settings(app: Flask) -> None:

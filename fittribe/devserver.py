@@ -33,8 +33,12 @@ def main() -> int:
             print(f"Embedded PostgreSQL at {env['DATABASE_URL']}", flush=True)
         subprocess.run([BIN / "flask", "db", "upgrade"], env=env, check=True)
         subprocess.run([BIN / "flask", "seed"], env=env, check=True)
-        children.append(subprocess.Popen([BIN / "flask", "worker"], env=env))
-        web = subprocess.Popen([BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env=env)
+        # Sessions of their own: Ctrl+C reaches them once, forwarded below. From the terminal's
+        # process group a gunicorn worker would get SIGINT twice (from the terminal, then SIGQUIT
+        # from its master) and print a SystemExit traceback while already exiting.
+        children.append(subprocess.Popen([BIN / "flask", "worker"], env=env, start_new_session=True))
+        web = subprocess.Popen([BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env=env,
+                               start_new_session=True)
         children.append(web)
         print(f"FitTribe is running at http://{env.get('BIND', '127.0.0.1:5000')} (Ctrl+C to stop)", flush=True)
 

@@ -11,7 +11,7 @@ import os
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest, multiprocess)
 
-__all__ = ["CONTENT_TYPE_LATEST", "EVENTS_PUBLISHED", "OPEN_STREAMS", "REQUEST_SECONDS", "WEBHOOKS", "exposition"]
+__all__ = ["CONNECTS_SHED", "CONTENT_TYPE_LATEST", "EVENTS_PUBLISHED", "OPEN_STREAMS", "REQUEST_SECONDS", "WEBHOOKS", "exposition"]
 
 # Labels stay few and bounded: the route template (url_rule), never the raw path.
 REQUEST_SECONDS = Histogram("fittribe_http_request_duration_seconds",
@@ -19,6 +19,8 @@ REQUEST_SECONDS = Histogram("fittribe_http_request_duration_seconds",
                             ("method", "route", "status"))
 OPEN_STREAMS = Gauge("fittribe_sse_open_streams", "SSE streams open now",
                      multiprocess_mode="livesum")  # live workers only: a dead worker's streams are gone
+CONNECTS_SHED = Counter("fittribe_sse_connects_shed", "Stream connects answered 503 + Retry-After: no slot "
+                        "came free in time (fittribe/realtime/admission.py)")
 EVENTS_PUBLISHED = Counter("fittribe_events_published", "Outbox events published to Redis, by channel kind",
                            ("channel",))
 WEBHOOKS = Counter("fittribe_webhooks", "Payment webhooks received, by provider and outcome", ("provider", "outcome"))

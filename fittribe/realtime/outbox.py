@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import redis
 from flask import Flask, current_app, render_template
 from flask_sse import Message
-from sqlalchemy import delete, event as sa_event, exists, func, select, text, update
+from sqlalchemy import delete, event as sa_event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db
@@ -188,22 +188,31 @@ def prune(retention_hours: float | None = None) -> int:
     return result.rowcount or 0
 
 
-def events_after(position: int, channels: list[str], limit: int = 1000) -> list[Event]:
-    """Numbered events of these channels after `position`, in order (published or about to be)."""
-    return list(db.session.scalars(
-        select(Event).where(Event.position > position, Event.channel.in_(channels))
-        .order_by(Event.position).limit(limit)))
+# What a reconnecting page missed, and whether pruning may have taken some of it, in one round
+# trip: every page of a node that died runs this at once on the nodes left. The flags row is
+# always there (LEFT JOIN), with no event when nothing came after `position`.
+_REPLAY = text("""
+SELECT flags.still_there, flags.newest, missed.position, missed.type, missed.payload
+FROM (SELECT EXISTS (SELECT 1 FROM events WHERE position = :position) AS still_there,
+             (SELECT max(position) FROM events) AS newest) AS flags
+LEFT JOIN LATERAL (
+    SELECT position, type, payload FROM events
+    WHERE position > :position AND channel = ANY(:channels) ORDER BY position LIMIT :limit
+) AS missed ON true
+""")
+
+
+def replay_after(position: int, channels: list[str], limit: int = 1000) -> tuple[list, bool]:
+    """Numbered events of these channels after `position`, in order (published or about to be):
+    rows with .position, .type and .payload; and whether the page's last event is gone from the
+    outbox though later ones exist, so pruning may have taken some of what it missed."""
+    rows = db.session.execute(_REPLAY, {"position": position, "channels": list(channels), "limit": limit}).all()
+    still_there, newest = rows[0].still_there, rows[0].newest
+    pruned = position > 0 and not still_there and position < (newest or 0)
+    return [row for row in rows if row.position is not None], pruned
 
 
 def latest_position() -> int:
     """The last position given out: a page rendered now has seen everything up to it."""
     cursor = select(EventCursor.last_position).where(EventCursor.id == 1).scalar_subquery()
     return db.session.scalar(select(func.coalesce(cursor, select(func.max(Event.position)).scalar_subquery(), 0)))
-
-
-def pruned(position: int) -> bool:
-    """The page's last event is gone from the outbox though later ones exist: pruning took it,
-    and maybe some of what the page missed after it."""
-    still_there, newest = db.session.execute(
-        select(exists().where(Event.position == position), func.max(Event.position))).one()
-    return position > 0 and not still_there and position < (newest or 0)

@@ -72,15 +72,15 @@ def _replay(last_position: int, channels: list[str], subscription) -> tuple[list
     """What the page missed after `last_position` (the position it was rendered at, or the last
     event it received), as SSE messages, and the position the stream goes on from."""
     limit = current_app.config["SSE_REPLAY_LIMIT"]
-    events = outbox.events_after(last_position, channels, limit=limit + 1)
-    if len(events) > limit or outbox.pruned(last_position):
+    events, pruned = outbox.replay_after(last_position, channels, limit=limit + 1)
+    if len(events) > limit or pruned:
         # Too far behind to catch up event by event: every live fragment re-fetches itself,
         # and the stream goes on from the newest position.
         newest = outbox.latest_position()
         return [str(Message("", type=live.RESYNC, id=newest)).encode()], newest
     latest = _latest_of_each_change(events)
-    messages = [_replayed(event, subscription) if event in latest else str(Message("", id=event.position)).encode()
-                for event in events]
+    messages = [_replayed(event, subscription) if event.position in latest
+                else str(Message("", id=event.position)).encode() for event in events]
     return messages, (events[-1].position if events else last_position)
 
 
@@ -93,13 +93,13 @@ def _same_change(event) -> tuple | None:
     return None  # a message of its own (a notification)
 
 
-def _latest_of_each_change(events: list) -> set:
-    """The events a replay sends in full. One superseded by a later one of the same change goes as
-    its id alone: the page still hears every position once and in order (htmx keeps the id for its
-    next reconnect), and renders the fragment once, in its latest state."""
+def _latest_of_each_change(events: list) -> set[int]:
+    """The positions of the events a replay sends in full. One superseded by a later one of the
+    same change goes as its id alone: the page still hears every position once and in order (htmx
+    keeps the id for its next reconnect), and renders the fragment once, in its latest state."""
     last_of = {}
     for event in events:
-        last_of[_same_change(event) or ("own", event.position)] = event
+        last_of[_same_change(event) or ("own", event.position)] = event.position
     return set(last_of.values())
 
 

@@ -193,6 +193,8 @@ class Page:
     attempt: int = 0  # reconnects since the stream was last live (htmx doubles its delay each time)
     stale: int = 0
     errors: dict[int, int] = field(default_factory=dict)  # HTTP status >= 400 answered to a connect
+    shed: int = 0  # 503 + Retry-After: the node had no slot for the connect in time (a deliberate answer)
+    timeouts: int = 0  # connects that did not answer within the page's connect timeout
 
 
 async def _read_body(reader: asyncio.StreamReader, headers: bytes):
@@ -230,19 +232,36 @@ def _take_event(page: Page, block: str) -> None:
         page.stale += 1
 
 
-async def follow(page: Page, port: int, stop: asyncio.Event) -> None:
-    """GET /stream through nginx for as long as `stop` is not set, reconnecting like a browser."""
+async def _connect(page: Page, port: int):
+    """Open /stream with the page's Last-Event-ID: (status, lower-cased headers, reader, writer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        last = f"Last-Event-ID: {page.last_id}\r\n" if page.last_id else ""
+        writer.write(f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{last}\r\n".encode())
+        status = int((await reader.readline()).split()[1])
+        headers = b""
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            headers += line.lower()
+        return status, headers, reader, writer
+    except BaseException:
+        writer.close()
+        raise
+
+
+async def follow(page: Page, port: int, stop: asyncio.Event, connect_timeout: float) -> None:
+    """GET /stream through nginx for as long as `stop` is not set, reconnecting like a browser:
+    a connect without an answer within `connect_timeout` is given up (htmx's connectTimeout)."""
     while not stop.is_set():
         writer = None
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            last = f"Last-Event-ID: {page.last_id}\r\n" if page.last_id else ""
-            writer.write(f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{last}\r\n".encode())
-            status = int((await reader.readline()).split()[1])
-            headers = b""
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                headers += line.lower()
-            if status != 200:
+            try:
+                status, headers, reader, writer = await asyncio.wait_for(_connect(page, port), connect_timeout)
+            except asyncio.TimeoutError:
+                page.timeouts += 1
+                raise OSError("connect timed out") from None
+            if status == 503 and b"retry-after:" in headers:
+                page.shed += 1
+            elif status != 200:
                 page.errors[status] = page.errors.get(status, 0) + 1
             else:
                 buffer = ""

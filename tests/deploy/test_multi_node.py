@@ -1,6 +1,11 @@
 """Two nodes behind nginx (deploy/nginx.conf), one worker, the test PostgreSQL and Redis: open
 streams survive a node crash (kill -9) and a rolling restart (SIGTERM, one node at a time) with
-no event lost or duplicated, and ordinary requests see no 5xx during the restart.
+no event lost or duplicated, and ordinary requests see no 5xx.
+
+The client behaves like the page: htmx's reconnect delays and Last-Event-ID, and its connect
+timeout (SSE_CONNECT_TIMEOUT_SECONDS). A node with more reconnects than it can start in time sheds
+some with 503 + Retry-After (fittribe/realtime/admission.py): counted apart from errors, and every
+page must still be live again within CATCH_UP_SECONDS of each kill or restart.
 
 CLUSTER_STREAMS (default 200) sets the number of open pages; `make bench-cluster` runs 2,000."""
 from __future__ import annotations
@@ -20,6 +25,10 @@ from tests.deploy.cluster import NGINX, Cluster, Page, follow, summary
 
 STREAMS = int(os.environ.get("CLUSTER_STREAMS", 200))
 EVENTS_PER_SECOND = float(os.environ.get("CLUSTER_EVENTS_PER_SECOND", 10))
+# Every page live again within this of a node's crash or restart: 15 s (htmx's backoff fits five
+# tries, 0.5 + 1 + 2 + 4 + 8 s) plus 20 ms for each page, the pace of one node's stream connects on
+# a 2-core machine that other test runs keep busy (bench/README.md). 200 pages: 19 s; 2,000: 55 s.
+CATCH_UP_SECONDS = float(os.environ.get("CLUSTER_CATCH_UP_SECONDS", 15 + STREAMS * 0.02))
 
 
 @pytest.fixture
@@ -75,8 +84,12 @@ class Visitor(threading.Thread):
             self.statuses.append((self.phase, status))
             time.sleep(0.02)
 
-    def failures(self, phase: str) -> int:
-        return sum(1 for p, status in self.statuses if p == phase and (status >= 500 or status == 0))
+    def server_errors(self, phase: str) -> int:
+        return sum(1 for p, status in self.statuses if p == phase and status >= 500)
+
+    def broken(self, phase: str) -> int:
+        """No answer at all: the connection failed or the response was cut off."""
+        return sum(1 for p, status in self.statuses if p == phase and status == 0)
 
 
 async def _until(predicate, timeout: float, what: str, pages: list[Page]) -> None:
@@ -102,8 +115,10 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
     stop = asyncio.Event()
     tasks = []
     opened = time.monotonic()
+    connect_timeout = app.config["SSE_CONNECT_TIMEOUT_SECONDS"]
     for start in range(0, streams, 250):  # open in batches, as pages would arrive
-        tasks += [asyncio.create_task(follow(page, cluster.port, stop)) for page in pages[start:start + 250]]
+        tasks += [asyncio.create_task(follow(page, cluster.port, stop, connect_timeout))
+                  for page in pages[start:start + 250]]
         await asyncio.sleep(0.2)
     all_live = lambda: all(page.connected for page in pages)  # noqa: E731
     await _until(all_live, 60 + streams / 20, "every stream open", pages)
@@ -120,7 +135,7 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
     patience = 60 + streams / 20
     await _until(lambda: back_since(pages, crash_at) >= figures["per_node"][1] and all_live(), patience,
                  "every page back after kill -9", pages)
-    figures["crash_live_again_seconds"] = round(time.monotonic() - crash_at, 2)
+    figures["live_again_seconds"] = [round(time.monotonic() - crash_at, 1)]
     await asyncio.sleep(1)
     await asyncio.to_thread(victim.start)
     await asyncio.to_thread(victim.wait_healthy)
@@ -134,6 +149,7 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
         await asyncio.to_thread(node.wait_healthy)
         await _until(lambda: back_since(pages, restart_at) >= held and all_live(), patience,
                      f"every page back after restarting {node.name}", pages)
+        figures["live_again_seconds"].append(round(time.monotonic() - restart_at, 1))
     await asyncio.sleep(1)
     visitor.phase = "end"
     ticks.halt.set()
@@ -155,11 +171,16 @@ async def scenario(app, cluster: Cluster, streams: int) -> dict:
         lost=sum(len(expected - set(page.ticks)) for page in pages),
         duplicated=sum(len(page.ticks) - len(set(page.ticks)) for page in pages),
         stale=sum(page.stale for page in pages),
-        stream_errors=sum(sum(page.errors.values()) for page in pages),
+        stream_5xx=sum(count for page in pages for status, count in page.errors.items() if status >= 500),
+        stream_4xx=sum(count for page in pages for status, count in page.errors.items() if status < 500),
+        stream_shed_503=sum(page.shed for page in pages),
+        stream_connect_timeouts=sum(page.timeouts for page in pages),
         crash_reconnects=summary(crash), crash_reconnected=len(crash),
         rolling_reconnects=summary(rolling), rolling_reconnected=len(rolling),
-        requests=len(visitor.statuses), failed_requests_crash=visitor.failures("crash"),
-        failed_requests_rolling=visitor.failures("rolling"),
+        requests=len(visitor.statuses),
+        requests_5xx=visitor.server_errors("crash") + visitor.server_errors("rolling"),
+        requests_broken_crash=visitor.broken("crash"), requests_broken_rolling=visitor.broken("rolling"),
+        wall_seconds=round(time.monotonic() - opened, 1), catch_up_bound_seconds=CATCH_UP_SECONDS,
     )
     return figures
 
@@ -179,5 +200,11 @@ def test_streams_survive_a_crash_and_a_rolling_restart_behind_nginx(app, cluster
     assert figures["crash_reconnected"] >= min(figures["per_node"]), figures
     assert figures["rolling_reconnected"] >= STREAMS, figures
     assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["stale"] == 0, figures
-    assert figures["failed_requests_rolling"] == 0, figures
+    # No server error, on a page load or a stream connect: a busy node says 503 + Retry-After
+    # (counted in stream_shed_503), and the pages it sent away were back in time all the same.
+    assert figures["requests_5xx"] == 0 and figures["stream_5xx"] == 0 and figures["stream_4xx"] == 0, figures
+    assert max(figures["live_again_seconds"]) <= CATCH_UP_SECONDS, figures
+    # A restart drops no request (SIGTERM: nginx sends new ones to the other node). kill -9 may cut
+    # off the one page load the visitor had in flight on that node.
+    assert figures["requests_broken_rolling"] == 0 and figures["requests_broken_crash"] <= 1, figures
     assert figures["requests"] > 0 and figures["events"] > 0, figures

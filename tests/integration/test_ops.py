@@ -137,6 +137,19 @@ def test_healthz_without_redis_configured_is_ok(make_app):
     assert response.get_json() == {"status": "ok", "database": "ok", "redis": "not configured"}
 
 
+def test_probes_answer_whatever_host_a_load_balancer_sends(make_app):
+    # Production trusts only the site's name; Docker's HEALTHCHECK, a load balancer or Prometheus
+    # address the node itself (Host: 127.0.0.1:8000, 10.0.3.7:8000, web1:8000).
+    client = make_app(TRUSTED_HOSTS=["fittribe.example"]).test_client()
+    for host in ("127.0.0.1:8000", "10.0.3.7:8000", "web1:8000"):
+        assert client.get("/healthz", headers={"Host": host}).get_json()["status"] == "ok", host
+        assert client.get("/metrics", headers={"Host": host}).status_code == 200, host
+    # Every other page still refuses a Host that is not the site's.
+    assert client.get("/", headers={"Host": "10.0.3.7:8000"}).status_code == 400
+    assert client.get("/healthz/", headers={"Host": "10.0.3.7:8000"}).status_code == 400
+    assert client.get("/", headers={"Host": "fittribe.example"}).status_code == 200
+
+
 # --- request ids and logs -------------------------------------------------------------------
 
 def test_request_id_is_echoed_generated_or_replaced(client):

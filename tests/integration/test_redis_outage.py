@@ -3,16 +3,11 @@ without the live extras (presence unknown, so not shown), rate limits keep count
 process's memory (fail safe: login stays throttled), and everything comes back with Redis."""
 from __future__ import annotations
 
-import shutil
-
-import pytest
 import requests
 
 from tests.helpers import csrf_token_from, live_login
 from tests.integration.test_booking import _first_slot_form
 from tests.integration.test_realtime_faults import free_port, start_gunicorn, start_redis, stop_gunicorn
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 
 LOGINS_PER_MINUTE = 4
 
