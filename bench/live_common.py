@@ -291,8 +291,22 @@ def element_end(doc: str, start: int, tag: str) -> int:
     return len(doc)
 
 
-def instants(fragment: str) -> set[float]:
-    """Every `datetime="…"` in a fragment as a UTC timestamp, whatever zone it was rendered in."""
+_INSTANTS: dict[str, frozenset[float]] = {}
+
+
+def instants(fragment: str) -> frozenset[float]:
+    """Every `datetime="…"` in a fragment as a UTC timestamp, whatever zone it was rendered in.
+    Thousands of simulated pages hold the same (interned) fragment: it is read once, so the
+    client's own work does not end up in the page's figures."""
+    found = _INSTANTS.get(fragment)
+    if found is None:
+        if len(_INSTANTS) > 4000:
+            _INSTANTS.clear()
+        found = _INSTANTS[fragment] = frozenset(_read_instants(fragment))
+    return found
+
+
+def _read_instants(fragment: str) -> set[float]:
     from datetime import datetime
 
     found = set()
