@@ -110,7 +110,7 @@ def availability_parts(trainer_id: int, spans: list) -> set[str] | None:
     if trainer is None:
         return None
     times = [(datetime.fromisoformat(start), datetime.fromisoformat(end)) for start, end in spans]
-    return picker.touched_days(trainer, current_user.time_zone or trainer.time_zone, times)
+    return picker.touched_days(trainer, _viewer_zone(trainer), times)
 
 
 def next_available_context(trainer_id: int) -> dict | None:
@@ -118,8 +118,13 @@ def next_available_context(trainer_id: int) -> dict | None:
     return None if trainer is None else {"trainer": trainer}
 
 
+def _viewer_zone(trainer: TrainerProfile) -> str:
+    """The clock the calendar is laid out on: the viewer's, or (not known yet) the trainer's."""
+    return current_user.time_zone or trainer.time_zone
+
+
 def _picker(trainer: TrainerProfile, picked: datetime | None = None) -> picker.Picker:
-    zone = current_user.time_zone or trainer.time_zone
+    zone = _viewer_zone(trainer)
     return picker.lay_out(trainer, zone, through=picked.astimezone(ZoneInfo(zone)).date() if picked else None)
 
 
