@@ -9,6 +9,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Specialty, TrainerProfile, User
 from . import audit
+from .booking import announce_slots_changed
 from .notify import notify
 
 
@@ -34,7 +35,9 @@ def update_profile(trainer: TrainerProfile, data: ProfileUpdate) -> None:
     trainer.years_experience = data.years_experience
     trainer.specialties = list(db.session.scalars(select(Specialty).where(Specialty.slug.in_(data.specialty_slugs))))
     trainer.languages = data.languages
-    trainer.time_zone = data.time_zone
+    if data.time_zone != trainer.time_zone:  # her weekly hours now fall at other instants
+        trainer.time_zone = data.time_zone
+        announce_slots_changed(trainer.id)
     trainer.credentials = data.credentials
     trainer.intro_video_url = data.intro_video_url or None
     db.session.commit()

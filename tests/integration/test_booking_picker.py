@@ -5,6 +5,7 @@ length the trainer does not offer refused, and the push every open profile gets.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from datetime import date, datetime, timedelta, timezone
 from html import unescape
 from html.parser import HTMLParser
@@ -347,3 +348,22 @@ def test_a_booking_change_is_pushed_as_the_days_it_touched_alone(app, demo):
     assert 'id="availability"' not in parts and local.isoformat() not in parts
     assert len(parts) * 4 < len(whole)  # a few days of two weeks
     assert re.findall(r'name="csrf_token" value="([^"]*)"', parts) == [""] * parts.count('name="csrf_token"')
+
+
+def test_a_trainer_moving_time_zone_pushes_her_whole_calendar(app, demo):
+    """Her weekly hours then fall at other instants: every open profile gets the whole calendar
+    (no times: every day may change); saving the profile with the same zone announces nothing."""
+    from fittribe.services import trainers
+
+    with app.app_context():
+        trainer = maya(db.session)
+        fields = dict(display_name=trainer.display_name, headline=trainer.headline, bio=trainer.bio,
+                      price=Decimal(trainer.price_cents) / 100, years_experience=trainer.years_experience,
+                      specialty_slugs=[s.slug for s in trainer.specialties], languages=trainer.languages)
+        before = db.session.scalar(select(func.count(Event.id)))
+        trainers.update_profile(trainer, trainers.ProfileUpdate(**fields, time_zone=trainer.time_zone))
+        assert db.session.scalar(select(func.count(Event.id))) == before
+        trainers.update_profile(trainer, trainers.ProfileUpdate(**fields, time_zone="Asia/Tokyo"))
+        pushed = db.session.scalars(select(Event).where(Event.channel == trainer_channel(trainer.id))
+                                    .order_by(Event.id.desc())).first()
+    assert pushed.payload["fragment"] == "availability" and "spans" not in pushed.payload
